@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench/myriad-bench.c: the throughput benchmark of shared/BENCH.md on
+ * libmyriad's public API: spawn, chain, fib, yield, pingpong; one RESULT
+ * line per run on stdout, progress on stderr.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <myriad.h>
+
+/* What every workload shares: the count-down and the root's waker. */
+struct bench {
+	_Atomic int64_t left;		/* tasks still to finish */
+	myriad_waker_t root;		/* woken by the last one */
+	struct timespec t0, t1;		/* first spawn, last completion */
+	int64_t n, m;			/* workload parameters */
+	myriad_chan_t **chans;		/* pingpong */
+	_Atomic int progress_done;
+};
+
+static struct bench B;
+
+static double now_s(const struct timespec *t)
+{
+	return (double)t->tv_sec + (double)t->tv_nsec * 1e-9;
+}
+
+static double wall_s(void)
+{
+	return now_s(&B.t1) - now_s(&B.t0);
+}
+
+static long peak_rss_kb(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+static void usage(const char *msg)
+{
+	fprintf(stderr, "myriad-bench: %s\n", msg);
+	fprintf(stderr,
+		"usage: myriad-bench <spawn|chain|fib|yield|pingpong> [--workers N]\n"
+		"         spawn|chain --n N    fib --n N    yield --tasks T --yields Y\n"
+		"         pingpong --pairs P --rounds R\n");
+	exit(2);
+}
+
+/* One task finished: the last wakes the root and stamps the end time. */
+static void count_down(void)
+{
+	if (atomic_fetch_sub_explicit(&B.left, 1, memory_order_acq_rel) == 1) {
+		clock_gettime(CLOCK_MONOTONIC, &B.t1);
+		myriad_waker_wake(B.root);
+	}
+}
+
+/* The root of spawn, chain, yield and pingpong: start, then wait. */
+struct root {
+	MYRIAD_CORO_FIELD;
+	int64_t i;
+};
+
+/* ---- spawn: N empty tasks, each counting down ---- */
+
+static int empty_step(myriad_task_t *self, void *st)
+{
+	count_down();
+	return MYRIAD_DONE;
+}
+
+static int spawn_root(myriad_task_t *self, void *p)
+{
+	struct root *st = p;
+	int err;
+
+	MYRIAD_BEGIN(st);
+	B.root = myriad_task_waker(self);
+	clock_gettime(CLOCK_MONOTONIC, &B.t0);
+	for (st->i = 0; st->i < B.n; st->i++) {
+		err = 0;
+		if (!myriad_task_spawn(self, empty_step, NULL, 0,
+				       MYRIAD_SPAWN_DETACHED, &err) &&
+		    err) {
+			fprintf(stderr, "spawn: %s\n", strerror(-err));
+			return MYRIAD_DONE;
+		}
+		/* Give the spawned tasks a turn on this worker too. */
+		if ((st->i & 255) == 255)
+			MYRIAD_YIELD(st);
+	}
+	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	MYRIAD_END(st);
+}
+
+/* ---- chain: task i spawns task i+1 and ends ---- */
+
+struct link {
+	int64_t i;
+};
+
+static int chain_step(myriad_task_t *self, void *p)
+{
+	struct link *st = p, next = { st->i + 1 };
+
+	if (next.i < B.n)
+		myriad_task_spawn(self, chain_step, &next, sizeof(next),
+				  MYRIAD_SPAWN_DETACHED, NULL);
+	count_down();
+	return MYRIAD_DONE;
+}
+
+static int chain_root(myriad_task_t *self, void *p)
+{
+	struct root *st = p;
+	struct link first = { 0 };
+
+	MYRIAD_BEGIN(st);
+	B.root = myriad_task_waker(self);
+	clock_gettime(CLOCK_MONOTONIC, &B.t0);
+	myriad_task_spawn(self, chain_step, &first, sizeof(first),
+			  MYRIAD_SPAWN_DETACHED, NULL);
+	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	MYRIAD_END(st);
+}
+
+/* ---- fib: a task per call, both children spawned, then joined ---- */
+
+struct fib {
+	MYRIAD_CORO_FIELD;
+	int n;
+	myriad_task_t *a, *b;
+};
+
+static int fib_step(myriad_task_t *self, void *p)
+{
+	struct fib *st = p;
+	struct fib c = { 0 };
+
+	MYRIAD_BEGIN(st);
+	if (st->n < 2) {
+		myriad_task_set_result(self, st->n);
+		return MYRIAD_DONE;
+	}
+	c.n = st->n - 1;
+	st->a = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
+	c.n = st->n - 2;
+	st->b = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
+	MYRIAD_JOIN(st, self);
+	myriad_task_set_result(self, myriad_task_result(st->a) +
+					     myriad_task_result(st->b));
+	MYRIAD_END(st);
+}
+
+static int fib_root(myriad_task_t *self, void *p)
+{
+	struct fib *st = p;
+	struct fib c = { 0 };
+
+	MYRIAD_BEGIN(st);
+	clock_gettime(CLOCK_MONOTONIC, &B.t0);
+	c.n = st->n;
+	st->a = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
+	MYRIAD_JOIN(st, self);
+	clock_gettime(CLOCK_MONOTONIC, &B.t1);
+	myriad_task_set_result(self, myriad_task_result(st->a));
+	MYRIAD_END(st);
+}
+
+/* ---- yield: T tasks each yield Y times ---- */
+
+struct yielder {
+	MYRIAD_CORO_FIELD;
+	int64_t i;
+};
+
+static int yield_step(myriad_task_t *self, void *p)
+{
+	struct yielder *st = p;
+
+	MYRIAD_BEGIN(st);
+	for (st->i = 0; st->i < B.m; st->i++)
+		MYRIAD_YIELD(st);
+	count_down();
+	MYRIAD_END(st);
+}
+
+static int yield_root(myriad_task_t *self, void *p)
+{
+	struct root *st = p;
+
+	MYRIAD_BEGIN(st);
+	B.root = myriad_task_waker(self);
+	clock_gettime(CLOCK_MONOTONIC, &B.t0);
+	for (st->i = 0; st->i < B.n; st->i++)
+		myriad_task_spawn(self, yield_step, NULL,
+				  sizeof(struct yielder),
+				  MYRIAD_SPAWN_DETACHED, NULL);
+	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	MYRIAD_END(st);
+}
+
+/* ---- pingpong: P pairs pass a token R times, two 1-slot channels ---- */
+
+struct player {
+	MYRIAD_CORO_FIELD;
+	int64_t i;
+	int64_t tok;
+	myriad_chan_t *in, *out;
+	bool serve;			/* ping sends first */
+};
+
+static int player_step(myriad_task_t *self, void *p)
+{
+	struct player *st = p;
+	int rc;
+
+	MYRIAD_BEGIN(st);
+	for (st->i = 0; st->i < B.m; st->i++) {
+		if (st->serve) {
+			MYRIAD_SEND(st, self, st->out, &st->tok, rc);
+			if (rc < 0)
+				break;
+			MYRIAD_RECV(st, self, st->in, &st->tok, rc);
+		} else {
+			MYRIAD_RECV(st, self, st->in, &st->tok, rc);
+			if (rc < 0)
+				break;
+			st->tok++;
+			MYRIAD_SEND(st, self, st->out, &st->tok, rc);
+		}
+		if (rc < 0)
+			break;
+	}
+	count_down();
+	MYRIAD_END(st);
+}
+
+static int pingpong_root(myriad_task_t *self, void *p)
+{
+	struct root *st = p;
+	struct player pl;
+
+	MYRIAD_BEGIN(st);
+	B.root = myriad_task_waker(self);
+	clock_gettime(CLOCK_MONOTONIC, &B.t0);
+	for (st->i = 0; st->i < B.n; st->i++) {
+		memset(&pl, 0, sizeof(pl));
+		pl.in = B.chans[2 * st->i + 1];
+		pl.out = B.chans[2 * st->i];
+		pl.serve = true;
+		myriad_task_spawn(self, player_step, &pl, sizeof(pl),
+				  MYRIAD_SPAWN_DETACHED, NULL);
+		pl.in = B.chans[2 * st->i];
+		pl.out = B.chans[2 * st->i + 1];
+		pl.serve = false;
+		myriad_task_spawn(self, player_step, &pl, sizeof(pl),
+				  MYRIAD_SPAWN_DETACHED, NULL);
+	}
+	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	MYRIAD_END(st);
+}
+
+/* ---- driver ---- */
+
+static int64_t parse_int(const char *flag, const char *v, int64_t lo,
+			 int64_t hi)
+{
+	char *end;
+	long long x;
+
+	errno = 0;
+	x = strtoll(v, &end, 10);
+	if (errno || end == v || *end || x < lo || x > hi) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "bad value '%s' for %s", v, flag);
+		usage(msg);
+	}
+	return x;
+}
+
+int main(int argc, char **argv)
+{
+	struct myriad_rt_opts o = { .sz = sizeof(o) };
+	const char *wl;
+	myriad_rt_t *rt;
+	int64_t n = -1, tasks = 0, res = 0;
+	int64_t tasks_opt = -1, yields = -1, pairs = -1, rounds = -1;
+	unsigned workers = 0;
+	int i, r, err;
+	myriad_step_fn root = NULL;
+	struct fib froot = { 0 };
+	struct root rroot = { 0 };
+	double w;
+
+	if (argc < 2)
+		usage("missing workload");
+	wl = argv[1];
+	for (i = 2; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (i + 1 >= argc)
+			usage("flag without a value");
+		if (!strcmp(a, "--workers"))
+			workers = (unsigned)parse_int(a, argv[++i], 1,
+						      MYRIAD_WORKERS_MAX);
+		else if (!strcmp(a, "--n"))
+			n = parse_int(a, argv[++i], 0, INT64_C(1) << 40);
+		else if (!strcmp(a, "--tasks"))
+			tasks_opt = parse_int(a, argv[++i], 1, INT64_C(1) << 32);
+		else if (!strcmp(a, "--yields"))
+			yields = parse_int(a, argv[++i], 0, INT64_C(1) << 40);
+		else if (!strcmp(a, "--pairs"))
+			pairs = parse_int(a, argv[++i], 1, INT64_C(1) << 24);
+		else if (!strcmp(a, "--rounds"))
+			rounds = parse_int(a, argv[++i], 0, INT64_C(1) << 40);
+		else {
+			char msg[160];
+
+			snprintf(msg, sizeof(msg), "unknown flag '%s'", a);
+			usage(msg);
+		}
+	}
+
+	if (!strcmp(wl, "spawn") || !strcmp(wl, "chain")) {
+		if (tasks_opt >= 0 || yields >= 0 || pairs >= 0 || rounds >= 0)
+			usage("spawn and chain take --n only");
+		B.n = n >= 0 ? n : 1000000;
+		if (B.n < 1)
+			usage("--n must be at least 1");
+		tasks = B.n;
+		root = !strcmp(wl, "spawn") ? spawn_root : chain_root;
+	} else if (!strcmp(wl, "fib")) {
+		if (tasks_opt >= 0 || yields >= 0 || pairs >= 0 || rounds >= 0)
+			usage("fib takes --n only");
+		B.n = n >= 0 ? n : 30;
+		if (B.n > 40)
+			usage("--n over 40 for fib");
+		froot.n = (int)B.n;
+	} else if (!strcmp(wl, "yield")) {
+		if (n >= 0 || pairs >= 0 || rounds >= 0)
+			usage("yield takes --tasks and --yields");
+		B.n = tasks_opt >= 0 ? tasks_opt : 1000;
+		B.m = yields >= 0 ? yields : 1000;
+		tasks = B.n;
+		root = yield_root;
+	} else if (!strcmp(wl, "pingpong")) {
+		if (n >= 0 || tasks_opt >= 0 || yields >= 0)
+			usage("pingpong takes --pairs and --rounds");
+		B.n = pairs >= 0 ? pairs : 1000;
+		B.m = rounds >= 0 ? rounds : 1000;
+		tasks = 2 * B.n;
+		root = pingpong_root;
+	} else if (!strcmp(wl, "park") || !strcmp(wl, "echo") ||
+		   !strcmp(wl, "agents") || !strcmp(wl, "noisy")) {
+		printf("RESULT workload=%s unsupported=1\n", wl);
+		return 0;
+	} else {
+		usage("unknown workload");
+	}
+
+	o.workers = workers;
+	rt = myriad_rt_create(&o, &err);
+	if (!rt) {
+		fprintf(stderr, "myriad-bench: myriad_rt_create: %s\n",
+			strerror(-err));
+		return 1;
+	}
+	workers = (unsigned)myriad_rt_workers(rt);
+	atomic_store(&B.left, tasks);
+
+	if (!strcmp(wl, "pingpong")) {
+		B.chans = calloc((size_t)(2 * B.n), sizeof(*B.chans));
+		for (i = 0; i < 2 * B.n; i++) {
+			B.chans[i] = myriad_chan_create(rt, sizeof(int64_t), 1,
+							&err);
+			if (!B.chans[i]) {
+				fprintf(stderr, "chan_create: %s\n",
+					strerror(-err));
+				return 1;
+			}
+		}
+	}
+
+	if (!strcmp(wl, "fib")) {
+		r = myriad_rt_block_on(rt, fib_root, &froot, sizeof(froot),
+				       &res);
+		/* fib(n) makes 2 fib(n+1) - 1 calls. */
+		int64_t a = 0, b = 1, k;
+
+		for (k = 0; k <= B.n; k++) {
+			int64_t c = a + b;
+
+			a = b;
+			b = c;
+		}
+		tasks = 2 * a - 1;
+	} else {
+		r = myriad_rt_block_on(rt, root, &rroot, sizeof(rroot), NULL);
+	}
+	if (r < 0) {
+		fprintf(stderr, "myriad-bench: run: %s\n", strerror(-r));
+		return 1;
+	}
+	if (B.chans) {
+		for (i = 0; i < 2 * B.n; i++)
+			myriad_chan_destroy(B.chans[i]);
+		free(B.chans);
+	}
+	r = myriad_rt_destroy(rt);
+	if (r < 0) {
+		fprintf(stderr, "myriad-bench: destroy: %s\n", strerror(-r));
+		return 1;
+	}
+
+	w = wall_s();
+	if (w <= 0)
+		w = 1e-9;
+	printf("RESULT workload=%s workers=%u wall_s=%.6f tasks=%" PRId64
+	       " peak_rss_kb=%ld",
+	       wl, workers, w, tasks, peak_rss_kb());
+	if (!strcmp(wl, "spawn"))
+		printf(" tasks_per_s=%.0f ns_per_task=%.1f", tasks / w,
+		       w * 1e9 / tasks);
+	else if (!strcmp(wl, "chain"))
+		printf(" tasks_per_s=%.0f", tasks / w);
+	else if (!strcmp(wl, "fib"))
+		printf(" result=%" PRId64 " tasks_per_s=%.0f", res, tasks / w);
+	else if (!strcmp(wl, "yield"))
+		printf(" switches_per_s=%.0f", (double)B.n * B.m / w);
+	else if (!strcmp(wl, "pingpong"))
+		printf(" msgs_per_s=%.0f", 2.0 * B.n * B.m / w);
+	printf("\n");
+	return 0;
+}

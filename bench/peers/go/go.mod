@@ -1,0 +1,3 @@
+module myriad/bench/peers/go
+
+go 1.19

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * myriad/policy.h: the one interface through which the scheduler asks a
+ * placement policy where to steal from, where new tasks go and how many
+ * workers should be active.
+ */
+#ifndef MYRIAD_POLICY_H
+#define MYRIAD_POLICY_H
+
+#include <myriad/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Where a new task goes (answer of spawn_place). */
+enum myriad_place {
+	MYRIAD_PLACE_LOCAL = 0,	/* the spawning worker's own queue */
+	MYRIAD_PLACE_INJECT = 1,	/* the global inject queue: any worker */
+};
+
+/* What the runtime tells a policy when it starts. */
+struct myriad_policy_env {
+	size_t sz;
+	unsigned workers;	/* worker threads */
+	void *arg;		/* myriad_rt_opts.policy_arg */
+};
+
+/*
+ * A placement policy. The scheduler calls these from worker threads, many
+ * at once: callbacks must be thread-safe and must not block. Optional
+ * callbacks may be NULL (the default behaviour is then used).
+ */
+struct myriad_policy_ops {
+	size_t sz;		/* sizeof(struct myriad_policy_ops) */
+	const char *name;
+
+	/*
+	 * Optional. Set up the policy's private state (*ctx). Returns 0 or a
+	 * negative errno, which fails myriad_rt_create() with that error.
+	 */
+	int (*init)(void **ctx, const struct myriad_policy_env *env);
+
+	/* Optional. Free what init set up; called after the workers stop. */
+	void (*fini)(void *ctx);
+
+	/*
+	 * Required. Worker 'self' is searching for work: return the index of
+	 * the worker to try to steal from at try number 'attempt' (0, 1, ...
+	 * up to workers - 2), or -1 to stop searching. 'rng' is the caller's
+	 * private random state (xorshift64*, never 0) for the policy to use.
+	 * Returning 'self' or an out-of-range index ends the search too.
+	 */
+	int (*steal_victim)(void *ctx, unsigned self, unsigned attempt,
+			    uint64_t *rng);
+
+	/*
+	 * Optional. Where a task spawned or woken on worker 'self' goes:
+	 * enum myriad_place. NULL: always MYRIAD_PLACE_LOCAL.
+	 */
+	int (*spawn_place)(void *ctx, unsigned self);
+
+	/*
+	 * Optional. How many workers should be active (1..workers); workers
+	 * with an index at or above it park until it grows again. Asked every
+	 * few dozen scheduling ticks. NULL: all workers.
+	 */
+	unsigned (*active_workers)(void *ctx);
+};
+
+/* The default policy: random victim, local spawn, all workers active. */
+MYRIAD_API extern const struct myriad_policy_ops myriad_policy_default;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,584 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sched/rt.c: the runtime's life: counting usable CPUs, creating workers,
+ * rings and arenas, spawning from outside, handles, shutdown and destroy.
+ */
+#include <ctype.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jemalloc/jemalloc.h>
+
+#include "sched.h"
+#include "futex.h"
+
+/* ---- how many workers ---- */
+
+/*
+ * Parse cgroup v2 cpu.max ("max 100000" or "QUOTA PERIOD") into a CPU count
+ * rounded up; 0 means no limit. Returns -EINVAL when malformed.
+ */
+static int parse_cpu_max(const char *s, unsigned *cpus)
+{
+	unsigned long long quota, period = 100000;
+	char *end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (strncmp(s, "max", 3) == 0) {
+		*cpus = 0;
+		s += 3;
+		if (*s && !isspace((unsigned char)*s))
+			return -EINVAL;
+		return 0;
+	}
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	quota = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	s = end;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s && *s != '\n') {
+		if (!isdigit((unsigned char)*s))
+			return -EINVAL;
+		period = strtoull(s, &end, 10);
+		if (errno || end == s)
+			return -EINVAL;
+		s = end;
+		while (isspace((unsigned char)*s))
+			s++;
+		if (*s)
+			return -EINVAL;
+	}
+	if (period == 0 || quota == 0)
+		return -EINVAL;
+	quota = (quota + period - 1) / period;
+	*cpus = quota > MYRIAD_WORKERS_MAX ? MYRIAD_WORKERS_MAX : (unsigned)quota;
+	return 0;
+}
+
+/* The tightest cpu.max on the path from this process's cgroup to the root. */
+static unsigned cgroup_cpus(void)
+{
+	char line[4096], path[4400], buf[128];
+	unsigned best = 0, c;
+	FILE *f;
+	char *p;
+
+	f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return 0;
+	p = NULL;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3) == 0) {
+			p = line + 3;
+			p[strcspn(p, "\n")] = 0;
+			break;
+		}
+	}
+	fclose(f);
+	if (!p)
+		return 0;
+	for (;;) {
+		snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cpu.max",
+			 strcmp(p, "/") ? p : "");
+		f = fopen(path, "re");
+		if (f) {
+			if (fgets(buf, sizeof(buf), f) &&
+			    parse_cpu_max(buf, &c) == 0 && c &&
+			    (!best || c < best))
+				best = c;
+			fclose(f);
+		}
+		char *slash = strrchr(p, '/');
+
+		if (!slash || slash == p)
+			break;
+		*slash = 0;
+	}
+	return best;
+}
+
+static int count_workers(const struct myriad_rt_opts *o, unsigned *out)
+{
+	const char *env, *cmax;
+	unsigned n, q;
+	cpu_set_t set;
+	int r;
+
+	if (o && o->workers) {
+		*out = o->workers;
+		return 0;
+	}
+	env = getenv("MYRIAD_WORKERS");
+	if (env && *env) {
+		char *end;
+		unsigned long v = strtoul(env, &end, 10);
+
+		if (*end || v == 0 || v > MYRIAD_WORKERS_MAX)
+			return -EINVAL;
+		*out = (unsigned)v;
+		return 0;
+	}
+	n = 1;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = (unsigned)CPU_COUNT(&set);
+	if (n < 1)
+		n = 1;
+	cmax = (o && o->cpu_max) ? o->cpu_max : getenv("MYRIAD_CPU_MAX");
+	if (cmax) {
+		r = parse_cpu_max(cmax, &q);
+		if (r < 0)
+			return r;
+	} else {
+		q = cgroup_cpus();
+	}
+	if (q && q < n)
+		n = q;
+	if (n > MYRIAD_WORKERS_MAX)
+		n = MYRIAD_WORKERS_MAX;
+	*out = n;
+	return 0;
+}
+
+/* ---- create and destroy ---- */
+
+static int arena_create(unsigned *a)
+{
+	size_t sz = sizeof(*a);
+
+	return mallctl("arenas.create", a, &sz, NULL, 0) ? -ENOMEM : 0;
+}
+
+static void arena_destroy(unsigned a)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "arena.%u.destroy", a);
+	mallctl(name, NULL, NULL, NULL, 0);
+}
+
+static void rt_free(struct myriad_rt *rt)
+{
+	unsigned i;
+
+	if (rt->pol_init && rt->pol->fini)
+		rt->pol->fini(rt->pctx);
+	if (rt->workers) {
+		for (i = 0; i < rt->nworkers; i++) {
+			struct worker *w = &rt->workers[i];
+
+			/*
+			 * Flush the explicit tcaches back to their arenas,
+			 * then drop the arenas: every task still allocated,
+			 * pending or queued, goes with them.
+			 */
+			if (w->tcache_ok)
+				mallctl("tcache.destroy", NULL, NULL,
+					&w->tcache, sizeof(w->tcache));
+			/*
+			 * Rings close only now, once no thread can send a
+			 * wake to them: a closed ring's fd could be reused.
+			 */
+			park_ring_fini(w);
+			lq_fini(w);
+		}
+		for (i = 0; i < rt->nworkers; i++)
+			if (rt->workers[i].arena_ok)
+				arena_destroy(rt->workers[i].arena);
+		free(rt->workers);
+	}
+	if (rt->oarena_ok)
+		arena_destroy(rt->oarena);
+	if (rt->oring_ok)
+		io_uring_queue_exit(&rt->oring);
+	inject_fini(&rt->inject);
+	idle_fini(&rt->idle);
+	pthread_mutex_destroy(&rt->olock);
+	pthread_mutex_destroy(&rt->start_lock);
+	pthread_cond_destroy(&rt->start_cond);
+	free(rt);
+}
+
+/*
+ * Stop the workers: the numbered shutdown.
+ * 1. Set 'shutdown' (release): no new step starts after a worker sees it,
+ *    and spawns and wakes from now on fail with -ESHUTDOWN.
+ * 2. Wake every worker through its ring, so sleepers see step 1.
+ * 3. Wake every thread blocked in myriad_handle_join(): it sees step 1.
+ * 4. Join the threads: a worker exits after its current step, so once all
+ *    are joined no step runs.
+ * 5. Rings stay open until myriad_rt_destroy() (a wake may still be in
+ *    flight to them); tasks are freed there, with the arenas.
+ */
+static void rt_stop(struct myriad_rt *rt)
+{
+	unsigned i;
+
+	if (rt->stopped)
+		return;
+	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
+	notify_all(rt);
+	atomic_fetch_add_explicit(&rt->done_epoch, 1, memory_order_release);
+	myriad_futex_wake_all(&rt->done_epoch);
+	for (i = 0; i < rt->nworkers; i++) {
+		if (rt->workers[i].thread_ok)
+			pthread_join(rt->workers[i].thread, NULL);
+		rt->workers[i].thread_ok = false;
+	}
+	rt->stopped = true;
+}
+
+myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
+{
+	const struct myriad_policy_ops *pol = &myriad_policy_default;
+	struct myriad_policy_env env;
+	struct myriad_rt *rt = NULL;
+	unsigned n, i;
+	int r;
+
+	if (opts) {
+		if (opts->sz < offsetof(struct myriad_rt_opts, workers) +
+				       sizeof(opts->workers)) {
+			r = -EINVAL;
+			goto err;
+		}
+		if (opts->workers > MYRIAD_WORKERS_MAX) {
+			r = -EINVAL;
+			goto err;
+		}
+		if (opts->sz >= offsetof(struct myriad_rt_opts, policy) +
+					sizeof(opts->policy) &&
+		    opts->policy)
+			pol = opts->policy;
+	}
+	if (pol->sz < offsetof(struct myriad_policy_ops, steal_victim) +
+			      sizeof(pol->steal_victim) ||
+	    !pol->steal_victim) {
+		r = -EINVAL;
+		goto err;
+	}
+	r = count_workers(opts, &n);
+	if (r < 0)
+		goto err;
+
+	rt = calloc(1, sizeof(*rt));
+	if (!rt) {
+		r = -ENOMEM;
+		goto err;
+	}
+	rt->nworkers = n;
+	rt->pol = pol;
+	atomic_init(&rt->active, n);
+	pthread_mutex_init(&rt->olock, NULL);
+	pthread_mutex_init(&rt->start_lock, NULL);
+	pthread_cond_init(&rt->start_cond, NULL);
+	r = inject_init(&rt->inject);
+	if (r < 0)
+		goto err_free;
+	r = idle_init(&rt->idle, n);
+	if (r < 0)
+		goto err_free;
+	r = io_uring_queue_init(16, &rt->oring, 0);
+	if (r < 0)
+		goto err_free;
+	rt->oring_ok = true;
+	r = arena_create(&rt->oarena);
+	if (r < 0)
+		goto err_free;
+	rt->oarena_ok = true;
+
+	memset(&env, 0, sizeof(env));
+	env.sz = sizeof(env);
+	env.workers = n;
+	env.arg = (opts && opts->sz >= sizeof(*opts)) ? opts->policy_arg : NULL;
+	if (pol->init) {
+		r = pol->init(&rt->pctx, &env);
+		if (r < 0)
+			goto err_free;
+	}
+	rt->pol_init = true;
+
+	rt->workers = aligned_alloc(CACHELINE, sizeof(struct worker) * n);
+	if (!rt->workers) {
+		r = -ENOMEM;
+		goto err_free;
+	}
+	memset(rt->workers, 0, sizeof(struct worker) * n);
+	for (i = 0; i < n; i++) {
+		struct worker *w = &rt->workers[i];
+
+		w->rt = rt;
+		w->idx = i;
+		w->rng = 0x9E3779B97F4A7C15ull * (i + 1) ^
+			 (uint64_t)(uintptr_t)rt;
+		if (!w->rng)
+			w->rng = 1;
+		r = lq_init(w);
+		if (r < 0)
+			goto err_free;
+		r = arena_create(&w->arena);
+		if (r < 0)
+			goto err_free;
+		w->arena_ok = true;
+	}
+	for (i = 0; i < n; i++) {
+		r = -pthread_create(&rt->workers[i].thread, NULL, worker_main,
+				    &rt->workers[i]);
+		if (r < 0) {
+			pthread_mutex_lock(&rt->start_lock);
+			if (!rt->start_err)
+				rt->start_err = r;
+			rt->started += n - i;
+			pthread_mutex_unlock(&rt->start_lock);
+			break;
+		}
+		rt->workers[i].thread_ok = true;
+	}
+	/* Wait until every ring exists (notifiers need their fds), then go. */
+	pthread_mutex_lock(&rt->start_lock);
+	while (rt->started < n)
+		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
+	rt->go = true;
+	r = rt->start_err;
+	pthread_cond_broadcast(&rt->start_cond);
+	pthread_mutex_unlock(&rt->start_lock);
+	if (r < 0) {
+		atomic_store(&rt->shutdown, true);
+		for (i = 0; i < n; i++)
+			if (rt->workers[i].thread_ok)
+				pthread_join(rt->workers[i].thread, NULL);
+		goto err_free;
+	}
+	return rt;
+
+err_free:
+	rt->stopped = true;
+	rt_free(rt);
+err:
+	if (err)
+		*err = r;
+	return NULL;
+}
+
+int myriad_rt_shutdown(myriad_rt_t *rt)
+{
+	struct worker *w = cur_worker();
+
+	if (!rt)
+		return -EINVAL;
+	if (w && w->rt == rt)
+		return -EDEADLK;
+	rt_stop(rt);
+	return 0;
+}
+
+int myriad_rt_destroy(myriad_rt_t *rt)
+{
+	struct worker *w = cur_worker();
+
+	if (!rt)
+		return -EINVAL;
+	if (w && w->rt == rt)
+		return -EDEADLK;
+	rt_stop(rt);
+	if (atomic_load(&rt->handles) > 0)
+		return -EBUSY;
+	rt_free(rt);
+	return 0;
+}
+
+int myriad_rt_workers(const myriad_rt_t *rt)
+{
+	return rt ? (int)rt->nworkers : -EINVAL;
+}
+
+/* ---- spawning from anywhere, handles ---- */
+
+int myriad_rt_spawn(myriad_rt_t *rt, myriad_step_fn fn, const void *init,
+		    size_t size, myriad_handle_t **handle)
+{
+	struct worker *w = cur_worker();
+	struct myriad_task *t;
+	uint64_t st = TS_SCHEDULED;
+
+	if (handle)
+		*handle = NULL;
+	if (!rt || !fn || size > MYRIAD_STATE_MAX)
+		return -EINVAL;
+	if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+		return -ESHUTDOWN;
+	if (w && w->rt != rt)
+		w = NULL;
+	if (handle)
+		st |= TF_HANDLE;
+	t = task_new(rt, w, fn, init, size, st, rt);
+	if (!t)
+		return -ENOMEM;
+	if (handle) {
+		atomic_fetch_add_explicit(&rt->handles, 1, memory_order_relaxed);
+		*handle = t;
+	}
+	if (w)
+		CTR_INC(w, MYRIAD_CTR_SPAWNED);
+	task_schedule(rt, t);
+	return 0;
+}
+
+int myriad_handle_join(myriad_handle_t *h, int64_t *result,
+		       int64_t timeout_ns)
+{
+	struct myriad_rt *rt;
+	struct worker *w = cur_worker();
+	struct timespec end, now, rel;
+	uint32_t epoch;
+	uint64_t s;
+	int r = 0;
+
+	if (!h)
+		return -EINVAL;
+	rt = h->up;
+	if (w && w->rt == rt)
+		return -EDEADLK;
+	if (timeout_ns >= 0) {
+		clock_gettime(CLOCK_MONOTONIC, &end);
+		end.tv_sec += timeout_ns / 1000000000;
+		end.tv_nsec += timeout_ns % 1000000000;
+		if (end.tv_nsec >= 1000000000) {
+			end.tv_sec++;
+			end.tv_nsec -= 1000000000;
+		}
+	}
+	atomic_fetch_add_explicit(&rt->joiners, 1, memory_order_seq_cst);
+	for (;;) {
+		epoch = atomic_load_explicit(&rt->done_epoch,
+					     memory_order_seq_cst);
+		s = atomic_load_explicit(&h->state, memory_order_acquire);
+		if ((s & TS_LC_MASK) == TS_DONE) {
+			if (result)
+				*result = h->result;
+			r = (s & TF_CANCELLED) ? -ECANCELED : 0;
+			break;
+		}
+		if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
+			r = -ESHUTDOWN;
+			break;
+		}
+		if (timeout_ns >= 0) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			rel.tv_sec = end.tv_sec - now.tv_sec;
+			rel.tv_nsec = end.tv_nsec - now.tv_nsec;
+			if (rel.tv_nsec < 0) {
+				rel.tv_sec--;
+				rel.tv_nsec += 1000000000;
+			}
+			if (rel.tv_sec < 0) {
+				r = -ETIMEDOUT;
+				break;
+			}
+		}
+		myriad_futex_wait(&rt->done_epoch, epoch,
+				  timeout_ns >= 0 ? &rel : NULL);
+	}
+	atomic_fetch_sub_explicit(&rt->joiners, 1, memory_order_relaxed);
+	return r;
+}
+
+int myriad_handle_cancel(myriad_handle_t *h)
+{
+	return h ? myriad_task_cancel(h) : -EINVAL;
+}
+
+int myriad_handle_release(myriad_handle_t *h)
+{
+	struct myriad_rt *rt;
+	uint64_t s;
+
+	if (!h)
+		return -EINVAL;
+	rt = h->up;
+	s = atomic_fetch_or_explicit(&h->state, TF_HANDLE_GONE,
+				     memory_order_acq_rel);
+	/* If the task finished first, it left the freeing to us. */
+	if ((s & TS_LC_MASK) == TS_DONE)
+		task_free(rt, cur_worker() && cur_worker()->rt == rt ?
+				      cur_worker() : NULL, h);
+	atomic_fetch_sub_explicit(&rt->handles, 1, memory_order_release);
+	return 0;
+}
+
+int myriad_rt_block_on(myriad_rt_t *rt, myriad_step_fn fn, const void *init,
+		       size_t size, int64_t *result)
+{
+	myriad_handle_t *h;
+	int r;
+
+	r = myriad_rt_spawn(rt, fn, init, size, &h);
+	if (r < 0)
+		return r;
+	r = myriad_handle_join(h, result, -1);
+	myriad_handle_release(h);
+	return r;
+}
+
+/* ---- counters ---- */
+
+static const char *const ctr_names[MYRIAD_CTR__COUNT] = {
+	[MYRIAD_CTR_SPAWNED] = "spawned",
+	[MYRIAD_CTR_RUN] = "run",
+	[MYRIAD_CTR_STOLEN] = "stolen",
+	[MYRIAD_CTR_STEAL_FAILS] = "steal_fails",
+	[MYRIAD_CTR_PARKS] = "parks",
+	[MYRIAD_CTR_WAKES] = "wakes",
+	[MYRIAD_CTR_NOTIFIES] = "notifies",
+	[MYRIAD_CTR_INJECT_POLLS] = "inject_polls",
+	[MYRIAD_CTR_LIFO_RUNS] = "lifo_runs",
+	[MYRIAD_CTR_OVERFLOWS] = "overflows",
+};
+
+const char *myriad_counter_name(unsigned ctr)
+{
+	return ctr < MYRIAD_CTR__COUNT ? ctr_names[ctr] : NULL;
+}
+
+int myriad_rt_counters(const myriad_rt_t *rt, unsigned worker, uint64_t *out,
+		       size_t n)
+{
+	if (!rt || !out || worker >= rt->nworkers)
+		return -EINVAL;
+#if MYRIAD_COUNTERS
+	size_t i;
+
+	if (n > MYRIAD_CTR__COUNT)
+		n = MYRIAD_CTR__COUNT;
+	for (i = 0; i < n; i++)
+		out[i] = atomic_load_explicit(&rt->workers[worker].ctr[i],
+					      memory_order_relaxed);
+	return (int)n;
+#else
+	(void)n;
+	return -ENOTSUP;
+#endif
+}
+
+int64_t myriad_rt_tasks_live(const myriad_rt_t *rt)
+{
+	int64_t live;
+	unsigned i;
+
+	if (!rt)
+		return -EINVAL;
+	live = atomic_load(&rt->oallocs) - atomic_load(&rt->ofrees);
+	for (i = 0; i < rt->nworkers; i++)
+		live += atomic_load_explicit(&rt->workers[i].allocs,
+					     memory_order_relaxed) -
+			atomic_load_explicit(&rt->workers[i].frees,
+					     memory_order_relaxed);
+	return live;
+}

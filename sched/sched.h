@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sched/sched.h: the scheduler's internal types (task header, worker,
+ * runtime) and the helpers the files of sched/ share. Never installed.
+ */
+#ifndef MYRIAD_SCHED_H
+#define MYRIAD_SCHED_H
+
+#include "myriad_config.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include <ck_ring.h>
+#include <liburing.h>
+
+#include <myriad.h>
+
+#include "spin.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define CACHELINE 64
+
+static_assert((MYRIAD_LQ_CAP & (MYRIAD_LQ_CAP - 1)) == 0,
+	      "lq_cap must be a power of two");
+static_assert((MYRIAD_INJECT_CAP & (MYRIAD_INJECT_CAP - 1)) == 0,
+	      "inject_cap must be a power of two");
+
+/*
+ * The task state word (64 bits): the join count in the high half, flags and
+ * the lifecycle in the low half. Keeping the join count in the same word as
+ * the lifecycle lets a finishing child decrement it and wake its parent in
+ * one atomic step, so that the child never touches a parent that has
+ * finished meanwhile (see task.c).
+ */
+enum task_lifecycle {
+	TS_IDLE = 0,      /* pending: not queued, not running */
+	TS_SCHEDULED = 1, /* in exactly one queue */
+	TS_RUNNING = 2,   /* a worker is running its step */
+	TS_NOTIFIED = 3,  /* running, and woken meanwhile: run once more */
+	TS_DONE = 4,      /* finished */
+	TS_LC_MASK = 7,
+};
+
+enum task_flag {
+	TF_CANCELLED = 1u << 3,   /* cancel requested */
+	TF_CANCEL_SEEN = 1u << 4, /* the runtime propagated it to children */
+	TF_ZOMBIE = 1u << 5,      /* step returned DONE, children still run */
+	TF_CHILD = 1u << 6,       /* 'up' is the parent, else the runtime */
+	TF_HANDLE = 1u << 7,      /* a handle holds a reference */
+	TF_HANDLE_GONE = 1u << 8, /* ... and has released it */
+};
+
+#define TS_JOIN_ONE (1ull << 32)
+#define TS_JOIN(s) ((uint32_t)((s) >> 32))
+
+/* Channel waits are recorded in the task as the channel pointer | kind. */
+#define TW_RECV ((uintptr_t)1)
+
+/*
+ * The task header. It precedes the user's state in the same allocation.
+ * 64 bytes: ten million parked tasks cost 640 MB of headers.
+ */
+struct myriad_task {
+	_Atomic uint64_t state;		/* lifecycle, flags, join count */
+	myriad_step_fn step;
+	/* TF_CHILD: the parent task; otherwise the runtime. */
+	void *up;
+	struct myriad_task *children;	/* head of my children list */
+	struct myriad_task *sibling;	/* next child of my parent */
+	struct myriad_task *next;	/* inject overflow list link */
+	_Atomic uintptr_t wait;		/* channel waited on | TW_RECV */
+	int64_t result;
+};
+static_assert(sizeof(struct myriad_task) == 64, "task header is 64 bytes");
+
+static inline void *task_state(struct myriad_task *t)
+{
+	return (char *)t + sizeof(*t);
+}
+
+/* The global inject queue (inject.c). */
+struct inject {
+	struct ck_ring ring;
+	ck_ring_buffer_t *buf;
+	struct spin lock; /* guards the overflow list */
+	struct myriad_task *ohead, *otail;
+	_Atomic size_t olen;
+} __attribute__((aligned(CACHELINE)));
+
+/* Idle-worker bookkeeping (idle.c). */
+struct idle {
+	/* Low 16 bits: workers searching; high 16: workers not parked. */
+	_Atomic uint32_t state;
+	struct spin lock; /* guards sleepers[], nsleepers, in_sleepers */
+	unsigned nsleepers;
+	unsigned *sleepers;
+} __attribute__((aligned(CACHELINE)));
+
+#define IDLE_UNPARKED_ONE (1u << 16)
+#define IDLE_SEARCHING(s) ((s) & 0xffffu)
+#define IDLE_UNPARKED(s) ((s) >> 16)
+
+/* Cheap per-worker counters; written by the owner only. */
+#if MYRIAD_COUNTERS
+#define CTR_ADD(w, c, n)                                                      \
+	atomic_store_explicit(&(w)->ctr[c],                                   \
+			      atomic_load_explicit(&(w)->ctr[c],             \
+						   memory_order_relaxed) + (n), \
+			      memory_order_relaxed)
+#else
+#define CTR_ADD(w, c, n) ((void)0)
+#endif
+#define CTR_INC(w, c) CTR_ADD(w, c, 1)
+
+/* Owner-written, anyone-read counter: plain stores, no RMW. */
+static inline void own_add(_Atomic int64_t *v, int64_t n)
+{
+	atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+struct worker {
+	/* Read by thieves. */
+	struct ck_ring ring;		/* local run queue, SPMC */
+	ck_ring_buffer_t *buf;
+	_Atomic(struct myriad_task *) lifo; /* stealable LIFO slot */
+
+	/* Owner only. */
+	struct myriad_rt *rt __attribute__((aligned(CACHELINE)));
+	unsigned idx;
+	unsigned lifo_streak;
+	uint32_t tick;
+	int budget;			/* cooperative budget of this step */
+	bool searching;
+	bool need_notify;		/* work entered the ring this step */
+	bool joined;			/* the step's join returned 0 */
+	bool in_sleepers;		/* guarded by rt->idle.lock */
+	struct myriad_task *current;	/* the task whose step runs */
+	uint64_t rng;
+	int alloc_flags;		/* MALLOCX_ARENA | MALLOCX_TCACHE */
+	int free_flags;			/* MALLOCX_TCACHE */
+	unsigned arena, tcache;
+	bool arena_ok, tcache_ok;
+
+	struct io_uring uring;		/* parks here; I/O later */
+	bool uring_ok;
+	unsigned uring_flags;
+	pthread_t thread;
+	bool thread_ok;
+	pid_t tid;
+
+	_Atomic int64_t allocs, frees;	/* tasks, for myriad_rt_tasks_live */
+#if MYRIAD_COUNTERS
+	_Atomic uint64_t ctr[MYRIAD_CTR__COUNT];
+#endif
+} __attribute__((aligned(CACHELINE)));
+
+struct myriad_rt {
+	unsigned nworkers;
+	struct worker *workers;
+	_Atomic unsigned active;	/* policy's active worker count */
+	struct inject inject;
+	struct idle idle;
+
+	_Atomic bool shutdown;
+	bool stopped;			/* workers joined (owner thread) */
+	bool destroyed;
+	/* Bumped when a handle task finishes; joiners futex-wait on it. */
+	_Atomic uint32_t done_epoch;
+	_Atomic uint32_t joiners;
+	_Atomic int64_t handles;
+
+	/* Outside threads notify workers through this ring. */
+	pthread_mutex_t olock;
+	struct io_uring oring;
+	bool oring_ok;
+	unsigned oarena;		/* tasks spawned from outside */
+	bool oarena_ok;
+	_Atomic int64_t oallocs, ofrees;
+
+	const struct myriad_policy_ops *pol;
+	void *pctx;
+	bool pol_init;
+
+	/* Start-up handshake with the workers. */
+	pthread_mutex_t start_lock;
+	pthread_cond_t start_cond;
+	unsigned started;
+	int start_err;
+	bool go;
+};
+
+/* The worker the calling thread is, or NULL. */
+extern __thread struct worker *sched_cur_worker
+	__attribute__((tls_model("initial-exec")));
+
+static inline struct worker *cur_worker(void)
+{
+	return sched_cur_worker;
+}
+
+/* task.c */
+struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
+			     myriad_step_fn fn, const void *init, size_t size,
+			     uint64_t init_state, void *up);
+void task_free(struct myriad_rt *rt, struct worker *w, struct myriad_task *t);
+void task_run(struct worker *w, struct myriad_task *t);
+bool task_wake_prepare(struct myriad_task *t);
+void task_schedule(struct myriad_rt *rt, struct myriad_task *t);
+struct myriad_rt *task_rt(const struct myriad_task *t);
+
+/* queue.c: the local queue and LIFO slot */
+int lq_init(struct worker *w);
+void lq_fini(struct worker *w);
+void lq_push(struct worker *w, struct myriad_task *t);
+void lq_push_lifo(struct worker *w, struct myriad_task *t);
+struct myriad_task *lq_pop(struct worker *w);
+struct myriad_task *lq_pop_lifo(struct worker *w);
+struct myriad_task *lq_steal_half(struct worker *w, struct worker *victim);
+struct myriad_task *lq_steal_lifo(struct worker *victim);
+unsigned lq_len(struct worker *w);
+
+/* inject.c: the global inject queue */
+int inject_init(struct inject *q);
+void inject_fini(struct inject *q);
+void inject_push(struct inject *q, struct myriad_task *t);
+struct myriad_task *inject_pop(struct inject *q);
+bool inject_empty(struct inject *q);
+size_t inject_len(struct inject *q);
+
+/* idle.c: who searches, who sleeps */
+int idle_init(struct idle *id, unsigned nworkers);
+void idle_fini(struct idle *id);
+bool idle_try_searching(struct myriad_rt *rt);
+bool idle_stop_searching(struct myriad_rt *rt);
+bool idle_park(struct myriad_rt *rt, struct worker *w);
+bool idle_unpark_self(struct myriad_rt *rt, struct worker *w);
+int idle_take_sleeper(struct myriad_rt *rt);
+
+/* park.c: sleeping in the ring, waking by MSG_RING */
+int park_ring_init(struct worker *w);
+void park_ring_fini(struct worker *w);
+void park(struct worker *w);
+void notify_one(struct myriad_rt *rt, struct worker *from);
+void notify_all(struct myriad_rt *rt);
+void park_reap(struct worker *w);
+bool work_visible(struct myriad_rt *rt);
+
+/* worker.c */
+void *worker_main(void *arg);
+struct myriad_task *worker_search(struct worker *w);
+
+/* chan.c */
+void chan_task_finished(struct myriad_task *t);
+
+static inline uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+#endif

@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sched/task.c: the task's life: allocation from the worker's arena, the
+ * state word that makes wake-ups exactly-once, running a step, join,
+ * results, cancellation of a subtree, completion and freeing.
+ */
+#include <string.h>
+
+#include <jemalloc/jemalloc.h>
+
+#include "sched.h"
+#include "futex.h"
+
+/*
+ * The state word protocol: why no wake-up is lost and no task runs twice.
+ *
+ * The lifecycle (low three bits) moves only by atomic read-modify-write on
+ * the one word, so all moves of one task are totally ordered:
+ *
+ *   IDLE --wake--> SCHEDULED --worker dequeues--> RUNNING
+ *   RUNNING --wake--> NOTIFIED
+ *   RUNNING --step PENDING--> IDLE       NOTIFIED --step PENDING--> SCHEDULED
+ *   RUNNING|NOTIFIED --step YIELD--> SCHEDULED
+ *   RUNNING|NOTIFIED --step DONE, join count 0--> DONE
+ *
+ * 1. Only the move into SCHEDULED puts a task into a queue, and only from
+ *    IDLE (by a waker) or from RUNNING/NOTIFIED (by the worker that ran
+ *    it). A queued task is SCHEDULED until dequeued, and wakes that find
+ *    SCHEDULED change nothing, so a task is in at most one queue: it cannot
+ *    run twice or concurrently.
+ * 2. A wake that finds RUNNING leaves NOTIFIED. The worker's move out of
+ *    RUNNING is a compare-and-swap that fails on NOTIFIED, and it then
+ *    queues the task again: a wake during a step is never lost.
+ * 3. Every wake is itself a read-modify-write (a compare-and-swap, also
+ *    when it changes nothing), release ordered after whatever the waker
+ *    published. The worker's SCHEDULED->RUNNING is an acquire
+ *    read-modify-write later in the word's order, so a step always sees
+ *    what was published before a wake that found the task SCHEDULED.
+ * 4. A finishing child decrements its parent's join count and, when it
+ *    reaches zero, moves the parent IDLE->SCHEDULED or RUNNING->NOTIFIED in
+ *    the same compare-and-swap. The parent's move to DONE requires a join
+ *    count of zero in that same word, so a parent never finishes (and is
+ *    never freed) while a child is still about to touch it; the child only
+ *    touches the parent again to queue it, and a queued parent cannot
+ *    finish before it is dequeued.
+ */
+
+__thread struct worker *sched_cur_worker __attribute__((tls_model("initial-exec")));
+
+struct myriad_rt *task_rt(const struct myriad_task *t)
+{
+	uint64_t s;
+
+	for (;;) {
+		s = atomic_load_explicit(&t->state, memory_order_relaxed);
+		if (!(s & TF_CHILD))
+			return t->up;
+		t = t->up;
+	}
+}
+
+struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
+			     myriad_step_fn fn, const void *init, size_t size,
+			     uint64_t init_state, void *up)
+{
+	size_t total = sizeof(struct myriad_task) + size;
+	struct myriad_task *t;
+
+	if (w) {
+		t = mallocx(total, w->alloc_flags);
+		if (unlikely(!t))
+			return NULL;
+		own_add(&w->allocs, 1);
+	} else {
+		t = mallocx(total, MALLOCX_ARENA(rt->oarena) |
+					   MALLOCX_TCACHE_NONE);
+		if (unlikely(!t))
+			return NULL;
+		atomic_fetch_add_explicit(&rt->oallocs, 1, memory_order_relaxed);
+	}
+	t->step = fn;
+	t->up = up;
+	t->children = NULL;
+	t->sibling = NULL;
+	t->next = NULL;
+	atomic_init(&t->wait, 0);
+	t->result = 0;
+	if (size) {
+		if (init)
+			memcpy(task_state(t), init, size);
+		else
+			memset(task_state(t), 0, size);
+	}
+	/*
+	 * Relaxed: the task is published by the queue push that follows, and
+	 * the SCHEDULED->RUNNING acquire of the worker that runs it pairs
+	 * with the release of whoever made it SCHEDULED: here the worker's
+	 * queue push (ck fences) and, for TSan's benefit, this store.
+	 */
+	atomic_store_explicit(&t->state, init_state, memory_order_release);
+	return t;
+}
+
+void task_free(struct myriad_rt *rt, struct worker *w, struct myriad_task *t)
+{
+	if (w) {
+		dallocx(t, w->free_flags);
+		own_add(&w->frees, 1);
+	} else {
+		dallocx(t, MALLOCX_TCACHE_NONE);
+		atomic_fetch_add_explicit(&rt->ofrees, 1, memory_order_relaxed);
+	}
+}
+
+/*
+ * Wake: returns true when the caller moved the task IDLE->SCHEDULED and
+ * must queue it (protocol step 1 and 3).
+ */
+bool task_wake_prepare(struct myriad_task *t)
+{
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	uint64_t ns;
+
+	for (;;) {
+		switch (s & TS_LC_MASK) {
+		case TS_IDLE:
+			ns = (s & ~(uint64_t)TS_LC_MASK) | TS_SCHEDULED;
+			break;
+		case TS_RUNNING:
+			ns = (s & ~(uint64_t)TS_LC_MASK) | TS_NOTIFIED;
+			break;
+		default:
+			ns = s;
+			break;
+		}
+		if (atomic_compare_exchange_weak_explicit(&t->state, &s, ns,
+							  memory_order_acq_rel,
+							  memory_order_relaxed))
+			return (s & TS_LC_MASK) == TS_IDLE;
+	}
+}
+
+/*
+ * Queue a task that this thread just made SCHEDULED: on a worker of the
+ * same runtime into its LIFO slot (or the inject queue if the policy says
+ * so), from anywhere else into the inject queue with a notification.
+ */
+void task_schedule(struct myriad_rt *rt, struct myriad_task *t)
+{
+	struct worker *w = cur_worker();
+
+	if (likely(w && w->rt == rt)) {
+		if (unlikely(rt->pol->spawn_place) &&
+		    rt->pol->spawn_place(rt->pctx, w->idx) == MYRIAD_PLACE_INJECT) {
+			inject_push(&rt->inject, t);
+			w->need_notify = true;
+			return;
+		}
+		lq_push_lifo(w, t);
+		return;
+	}
+	inject_push(&rt->inject, t);
+	notify_one(rt, NULL);
+}
+
+/* Free every child of a parent whose join count is zero. */
+static void reap_children(struct worker *w, struct myriad_task *t)
+{
+	struct myriad_task *c = t->children, *n;
+
+	t->children = NULL;
+	for (; c; c = n) {
+		n = c->sibling;
+		task_free(w->rt, w, c);
+	}
+}
+
+/* The runtime's half of cancellation: mark and wake unfinished children. */
+static void propagate_cancel(struct myriad_task *t)
+{
+	struct myriad_task *c;
+
+	atomic_fetch_or_explicit(&t->state, TF_CANCEL_SEEN,
+				 memory_order_relaxed);
+	for (c = t->children; c; c = c->sibling) {
+		uint64_t s = atomic_load_explicit(&c->state,
+						  memory_order_acquire);
+
+		if ((s & TS_LC_MASK) == TS_DONE || (s & TF_CANCELLED))
+			continue;
+		myriad_task_cancel(c);
+	}
+}
+
+/*
+ * A child finished: decrement the parent's join count; at zero, wake the
+ * parent in the same step (protocol step 4). After the compare-and-swap the
+ * child's header belongs to the parent, which may free it at once.
+ */
+static void child_finished(struct worker *w, struct myriad_task *parent)
+{
+	uint64_t s = atomic_load_explicit(&parent->state, memory_order_relaxed);
+	uint64_t ns;
+
+	for (;;) {
+		ns = s - TS_JOIN_ONE;
+		if (TS_JOIN(ns) == 0) {
+			if ((s & TS_LC_MASK) == TS_IDLE)
+				ns = (ns & ~(uint64_t)TS_LC_MASK) | TS_SCHEDULED;
+			else if ((s & TS_LC_MASK) == TS_RUNNING)
+				ns = (ns & ~(uint64_t)TS_LC_MASK) | TS_NOTIFIED;
+		}
+		if (atomic_compare_exchange_weak_explicit(&parent->state, &s, ns,
+							  memory_order_acq_rel,
+							  memory_order_relaxed))
+			break;
+	}
+	if ((s & TS_LC_MASK) == TS_IDLE && TS_JOIN(ns) == 0)
+		lq_push_lifo(w, parent);
+}
+
+/* The task's step returned DONE and its state word says DONE now. */
+static void task_complete(struct worker *w, struct myriad_task *t, uint64_t s)
+{
+	struct myriad_rt *rt = w->rt;
+
+	if (s & TF_CHILD) {
+		child_finished(w, t->up);
+		return;
+	}
+	if (s & TF_HANDLE) {
+		if (s & TF_HANDLE_GONE)
+			task_free(rt, w, t);
+		/* Else the handle's release frees it: t is off limits now. */
+		atomic_fetch_add_explicit(&rt->done_epoch, 1,
+					  memory_order_release);
+		if (atomic_load_explicit(&rt->joiners, memory_order_acquire))
+			myriad_futex_wake_all(&rt->done_epoch);
+		return;
+	}
+	task_free(rt, w, t);
+}
+
+void task_run(struct worker *w, struct myriad_task *t)
+{
+	uint64_t s, ns;
+	int r;
+
+	/* SCHEDULED -> RUNNING: the acquire of protocol step 3. */
+	s = atomic_fetch_add_explicit(&t->state, TS_RUNNING - TS_SCHEDULED,
+				      memory_order_acq_rel);
+	assert((s & TS_LC_MASK) == TS_SCHEDULED);
+	s += TS_RUNNING - TS_SCHEDULED;
+	CTR_INC(w, MYRIAD_CTR_RUN);
+
+	if (unlikely((s & (TF_CANCELLED | TF_CANCEL_SEEN)) == TF_CANCELLED))
+		propagate_cancel(t);
+
+	if (unlikely(s & TF_ZOMBIE)) {
+		r = MYRIAD_DONE;
+	} else {
+		w->current = t;
+		w->joined = false;
+		w->budget = 128;
+		r = t->step(t, task_state(t));
+		w->current = NULL;
+	}
+	if (r == MYRIAD_DONE) {
+		if (unlikely(atomic_load_explicit(&t->wait,
+						  memory_order_acquire)))
+			chan_task_finished(t);
+		w->joined = true;
+	}
+	/*
+	 * Reap before the state word says DONE: after that a handle's owner
+	 * may free the task. A zero join count stays zero: only the task
+	 * itself adds children.
+	 */
+	if (w->joined && t->children &&
+	    TS_JOIN(atomic_load_explicit(&t->state, memory_order_acquire)) == 0)
+		reap_children(w, t);
+
+	s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	for (;;) {
+		unsigned lc = s & TS_LC_MASK;
+		uint64_t keep = s & ~(uint64_t)TS_LC_MASK;
+
+		assert(lc == TS_RUNNING || lc == TS_NOTIFIED);
+		switch (r) {
+		case MYRIAD_YIELD:
+			ns = keep | TS_SCHEDULED;
+			break;
+		case MYRIAD_DONE:
+			if (TS_JOIN(s) == 0) {
+				ns = keep | TS_DONE;
+				break;
+			}
+			/* Wait for the children like PENDING. */
+			keep |= TF_ZOMBIE;
+			__attribute__((fallthrough));
+		default:
+			ns = keep | (lc == TS_NOTIFIED ? TS_SCHEDULED : TS_IDLE);
+			break;
+		}
+		if (atomic_compare_exchange_weak_explicit(&t->state, &s, ns,
+							  memory_order_acq_rel,
+							  memory_order_relaxed))
+			break;
+	}
+
+	switch (ns & TS_LC_MASK) {
+	case TS_DONE:
+		task_complete(w, t, ns);
+		break;
+	case TS_SCHEDULED:
+		/* Yielded, or woken while it ran: behind the queued tasks. */
+		lq_push(w, t);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- the public task API ---- */
+
+static inline bool is_running_task(struct worker *w, myriad_task_t *self)
+{
+	return w && w->current == self && self;
+}
+
+myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
+				 const void *init, size_t size,
+				 unsigned flags, int *err)
+{
+	struct worker *w = cur_worker();
+	struct myriad_rt *rt;
+	struct myriad_task *t;
+	uint64_t s;
+	int e;
+
+	if (unlikely(!fn || size > MYRIAD_STATE_MAX ||
+		     (flags & ~(unsigned)MYRIAD_SPAWN_DETACHED) ||
+		     !is_running_task(w, self))) {
+		e = -EINVAL;
+		goto err;
+	}
+	rt = w->rt;
+	if (unlikely(atomic_load_explicit(&rt->shutdown, memory_order_relaxed))) {
+		e = -ESHUTDOWN;
+		goto err;
+	}
+	s = atomic_load_explicit(&self->state, memory_order_relaxed);
+	if (flags & MYRIAD_SPAWN_DETACHED) {
+		t = task_new(rt, w, fn, init, size, TS_SCHEDULED, rt);
+	} else {
+		uint64_t st = TS_SCHEDULED | TF_CHILD;
+
+		if (s & TF_CANCELLED)
+			st |= TF_CANCELLED;
+		t = task_new(rt, w, fn, init, size, st, self);
+	}
+	if (unlikely(!t)) {
+		e = -ENOMEM;
+		goto err;
+	}
+	if (!(flags & MYRIAD_SPAWN_DETACHED)) {
+		/* Count the child before anyone can run it (step 4). */
+		atomic_fetch_add_explicit(&self->state, TS_JOIN_ONE,
+					  memory_order_relaxed);
+		t->sibling = self->children;
+		self->children = t;
+	}
+	CTR_INC(w, MYRIAD_CTR_SPAWNED);
+	task_schedule(rt, t);
+	return (flags & MYRIAD_SPAWN_DETACHED) ? NULL : t;
+err:
+	if (err)
+		*err = e;
+	return NULL;
+}
+
+int myriad_task_join(myriad_task_t *self)
+{
+	struct worker *w = cur_worker();
+
+	if (unlikely(!is_running_task(w, self)))
+		return -EINVAL;
+	/* Acquire: pairs with the children's release in child_finished. */
+	if (TS_JOIN(atomic_load_explicit(&self->state, memory_order_acquire)))
+		return 1;
+	w->joined = true;
+	return 0;
+}
+
+void myriad_task_set_result(myriad_task_t *self, int64_t value)
+{
+	if (self)
+		self->result = value;
+}
+
+int64_t myriad_task_result(const myriad_task_t *child)
+{
+	return child ? child->result : 0;
+}
+
+int myriad_task_status(const myriad_task_t *child)
+{
+	if (!child)
+		return -EINVAL;
+	return (atomic_load_explicit(&child->state, memory_order_relaxed) &
+		TF_CANCELLED) ? -ECANCELED : 0;
+}
+
+int myriad_task_cancel(myriad_task_t *t)
+{
+	uint64_t s;
+
+	if (!t)
+		return -EINVAL;
+	s = atomic_fetch_or_explicit(&t->state, TF_CANCELLED,
+				     memory_order_acq_rel);
+	if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
+		return 0;
+	if (task_wake_prepare(t))
+		task_schedule(task_rt(t), t);
+	return 0;
+}
+
+bool myriad_task_cancelled(const myriad_task_t *self)
+{
+	/* Ancestors outlive their children (a parent finishes last). */
+	while (self) {
+		uint64_t s = atomic_load_explicit(&self->state,
+						  memory_order_relaxed);
+
+		if (s & TF_CANCELLED)
+			return true;
+		if (!(s & TF_CHILD))
+			return false;
+		self = self->up;
+	}
+	return false;
+}
+
+void *myriad_task_state(myriad_task_t *t)
+{
+	return t ? task_state(t) : NULL;
+}
+
+myriad_rt_t *myriad_current_rt(void)
+{
+	struct worker *w = cur_worker();
+
+	return w ? w->rt : NULL;
+}
+
+int myriad_current_worker(void)
+{
+	struct worker *w = cur_worker();
+
+	return w ? (int)w->idx : -1;
+}
+
+myriad_waker_t myriad_task_waker(myriad_task_t *self)
+{
+	struct worker *w = cur_worker();
+	myriad_waker_t wk = { NULL, NULL };
+
+	if (is_running_task(w, self)) {
+		wk.rt = w->rt;
+		wk.task = self;
+	}
+	return wk;
+}
+
+int myriad_waker_wake(myriad_waker_t wk)
+{
+	if (!wk.rt || !wk.task)
+		return -EINVAL;
+	if (atomic_load_explicit(&wk.rt->shutdown, memory_order_relaxed))
+		return -ESHUTDOWN;
+	if (!task_wake_prepare(wk.task))
+		return 0;
+	task_schedule(wk.rt, wk.task);
+	return 1;
+}

@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sched/worker.c: a worker thread's run loop: where the next task comes
+ * from (LIFO slot, local ring, inject queue, stealing), and when to park.
+ */
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <jemalloc/jemalloc.h>
+
+#include "sched.h"
+
+/* Poll the inject queue at least this often, so that it cannot starve. */
+#define INJECT_INTERVAL 61
+/* How often the worker reaps its ring and asks the policy, in ticks. */
+#define MAINT_INTERVAL 61
+
+/*
+ * Refill from the inject queue: take a fair share (its length over the
+ * workers, at most half a local ring), run the first, queue the rest.
+ */
+static struct myriad_task *inject_take(struct worker *w)
+{
+	struct myriad_rt *rt = w->rt;
+	size_t n = inject_len(&rt->inject);
+	struct myriad_task *first, *t;
+
+	if (!n)
+		return NULL;
+	first = inject_pop(&rt->inject);
+	if (!first)
+		return NULL;
+	CTR_INC(w, MYRIAD_CTR_INJECT_POLLS);
+	n = n / rt->nworkers;
+	if (n > MYRIAD_LQ_CAP / 2)
+		n = MYRIAD_LQ_CAP / 2;
+	while (n-- > 0 && (t = inject_pop(&rt->inject))) {
+		CTR_INC(w, MYRIAD_CTR_INJECT_POLLS);
+		lq_push(w, t);
+	}
+	return first;
+}
+
+/*
+ * The next task of this worker, in order:
+ * 1. every INJECT_INTERVAL ticks, the inject queue first (fairness for
+ *    outside spawns and overflow);
+ * 2. the LIFO slot (the task just spawned or woken: its data is hot),
+ *    unless MYRIAD_LIFO_MAX LIFO runs came in a row: then the ring gets a
+ *    turn, so that two tasks waking each other cannot starve it;
+ * 3. the local ring, oldest first;
+ * 4. the LIFO slot regardless of the streak;
+ * 5. the inject queue.
+ */
+static struct myriad_task *next_task(struct worker *w)
+{
+	struct myriad_task *t;
+
+	if (unlikely(w->tick % INJECT_INTERVAL == 0)) {
+		t = inject_pop(&w->rt->inject);
+		if (t) {
+			CTR_INC(w, MYRIAD_CTR_INJECT_POLLS);
+			return t;
+		}
+	}
+	if (w->lifo_streak < MYRIAD_LIFO_MAX) {
+		t = lq_pop_lifo(w);
+		if (t) {
+			w->lifo_streak++;
+			CTR_INC(w, MYRIAD_CTR_LIFO_RUNS);
+			return t;
+		}
+	}
+	w->lifo_streak = 0;
+	t = lq_pop(w);
+	if (t)
+		return t;
+	t = lq_pop_lifo(w);
+	if (t) {
+		CTR_INC(w, MYRIAD_CTR_LIFO_RUNS);
+		return t;
+	}
+	return inject_take(w);
+}
+
+/*
+ * Search other workers: become a searcher (at most half the workers are),
+ * ask the policy for victims and take half of a victim's ring; then the
+ * LIFO slots of workers stuck in long steps; then the inject queue.
+ */
+struct myriad_task *worker_search(struct worker *w)
+{
+	struct myriad_rt *rt = w->rt;
+	const struct myriad_policy_ops *pol = rt->pol;
+	unsigned n = rt->nworkers, a;
+	struct myriad_task *t = NULL;
+	int v;
+
+	if (n < 2)
+		return inject_take(w);
+	if (!w->searching) {
+		if (!idle_try_searching(rt))
+			return NULL;
+		w->searching = true;
+	}
+	for (a = 0; a + 1 < n && !t; a++) {
+		v = pol->steal_victim(rt->pctx, w->idx, a, &w->rng);
+		if (v < 0 || (unsigned)v >= n || (unsigned)v == w->idx)
+			break;
+		t = lq_steal_half(w, &rt->workers[v]);
+	}
+	if (t) {
+		CTR_ADD(w, MYRIAD_CTR_STOLEN, 1 + lq_len(w));
+	} else {
+		for (a = 0; a < n && !t; a++)
+			if (a != w->idx)
+				t = lq_steal_lifo(&rt->workers[a]);
+		if (t)
+			CTR_INC(w, MYRIAD_CTR_STOLEN);
+		else
+			t = inject_take(w);
+	}
+	if (!t) {
+		CTR_INC(w, MYRIAD_CTR_STEAL_FAILS);
+		return NULL;
+	}
+	/* Found work: stop searching; the last searcher hands the baton on. */
+	w->searching = false;
+	if (idle_stop_searching(rt))
+		notify_one(rt, w);
+	return t;
+}
+
+static void worker_maintain(struct worker *w)
+{
+	struct myriad_rt *rt = w->rt;
+
+	park_reap(w);
+	if (unlikely(rt->pol->active_workers)) {
+		unsigned a = rt->pol->active_workers(rt->pctx);
+		unsigned old;
+
+		if (a < 1)
+			a = 1;
+		if (a > rt->nworkers)
+			a = rt->nworkers;
+		old = atomic_exchange_explicit(&rt->active, a,
+					       memory_order_relaxed);
+		if (a > old)
+			notify_all(rt);
+	}
+}
+
+static int worker_setup(struct worker *w)
+{
+	size_t sz;
+	int r;
+
+	w->tid = (pid_t)syscall(SYS_gettid);
+	r = park_ring_init(w);
+	if (r < 0)
+		return r;
+	sz = sizeof(w->tcache);
+	if (mallctl("tcache.create", &w->tcache, &sz, NULL, 0) != 0)
+		return -ENOMEM;
+	w->tcache_ok = true;
+	w->alloc_flags = MALLOCX_ARENA(w->arena) | MALLOCX_TCACHE(w->tcache);
+	w->free_flags = MALLOCX_TCACHE(w->tcache);
+	sched_cur_worker = w;
+	return 0;
+}
+
+void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct myriad_rt *rt = w->rt;
+	struct myriad_task *t;
+	int r;
+
+	r = worker_setup(w);
+	pthread_mutex_lock(&rt->start_lock);
+	if (r < 0 && !rt->start_err)
+		rt->start_err = r;
+	rt->started++;
+	pthread_cond_broadcast(&rt->start_cond);
+	while (!rt->go)
+		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
+	r = rt->start_err;
+	pthread_mutex_unlock(&rt->start_lock);
+	if (r < 0)
+		goto out;
+
+	while (!atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
+		w->tick++;
+		if (unlikely(w->tick % MAINT_INTERVAL == 0))
+			worker_maintain(w);
+		if (unlikely(w->idx >= atomic_load_explicit(
+					       &rt->active, memory_order_relaxed))) {
+			if (w->searching) {
+				w->searching = false;
+				if (idle_stop_searching(rt))
+					notify_one(rt, w);
+			}
+			park(w);
+			continue;
+		}
+		t = next_task(w);
+		if (!t)
+			t = worker_search(w);
+		if (!t) {
+			park(w);
+			continue;
+		}
+		/*
+		 * Before a step that may be long, let a sleeping worker take
+		 * what waits behind it here (parked.c step 3).
+		 */
+		if (w->need_notify ||
+		    atomic_load_explicit(&w->lifo, memory_order_relaxed)) {
+			w->need_notify = false;
+			notify_one(rt, w);
+		}
+		task_run(w, t);
+	}
+out:
+	if (w->searching) {
+		w->searching = false;
+		idle_stop_searching(rt);
+	}
+	sched_cur_worker = NULL;
+	return NULL;
+}

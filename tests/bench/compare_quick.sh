@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Runs `bench/compare --quick` on the peers (go, tokio, tbb; and myriad when
+# build/bench/myriad-bench exists) into a temporary folder and checks, with
+# bench/lib/results.py, that every runtime printed a well-formed RESULT line
+# with the right keys for every workload it supports, that the counts match
+# the parameters, and that bench-results.json was written. Also checks the
+# peers' command-line contract (unknown workload or flag: exit 2;
+# unsupported workload: an unsupported=1 line and exit 0).
+#   bash tests/bench/compare_quick.sh      (from anywhere)
+# Exit 0 pass, 1 fail, 77 skip (a peer toolchain is missing).
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root" || exit 1
+
+missing=()
+command -v go >/dev/null 2>&1 || missing+=("go (golang-go)")
+[ -x "${MYRIAD_PEER_CARGO:-/usr/bin/cargo}" ] || missing+=("/usr/bin/cargo (cargo)")
+[ -x "${MYRIAD_PEER_RUSTC:-/usr/bin/rustc}" ] || missing+=("/usr/bin/rustc (rustc)")
+[ -d /usr/share/cargo/registry ] && ls -d /usr/share/cargo/registry/tokio-1.* >/dev/null 2>&1 \
+    || missing+=("tokio crate in /usr/share/cargo/registry (librust-tokio-dev)")
+command -v "${CXX:-g++}" >/dev/null 2>&1 || missing+=("g++")
+[ -e /usr/include/oneapi/tbb.h ] || [ -e /usr/include/tbb/tbb.h ] || missing+=("oneTBB headers (libtbb-dev)")
+command -v python3 >/dev/null 2>&1 || missing+=("python3")
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "SKIP: missing ${missing[*]}"
+    exit 77
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+
+# --- the peers' command-line contract -------------------------------------------
+for peer in go tokio tbb; do
+    run=bench/peers/$peer/run
+    if ! "$run" --build 2>"$tmp/build.err"; then
+        echo "FAIL: $peer peer does not build:"; cat "$tmp/build.err"; fail=1; continue
+    fi
+    expect_exit() { # expected-status description args...
+        local want=$1 what=$2; shift 2
+        "$run" "$@" >"$tmp/out" 2>"$tmp/err"; local got=$?
+        if [ "$got" != "$want" ]; then
+            echo "FAIL: $peer $what ($*): expected exit $want, got $got"; fail=1
+        elif [ "$want" = 2 ] && { [ -s "$tmp/out" ] || [ ! -s "$tmp/err" ]; }; then
+            echo "FAIL: $peer $what ($*): expected a message on stderr and nothing on stdout"; fail=1
+        fi
+    }
+    expect_exit 2 "no workload"
+    expect_exit 2 "unknown workload" nosuch
+    expect_exit 2 "unknown flag" fib --bogus 3
+    expect_exit 2 "flag of another workload" fib --pairs 3
+    expect_exit 2 "non-numeric value" fib --n abc
+    expect_exit 2 "zero workers" chain --workers 0
+    expect_exit 2 "missing value" chain --n
+    expect_exit 0 "unsupported workload" park
+    if [ "$(cat "$tmp/out")" != "RESULT workload=park unsupported=1" ]; then
+        echo "FAIL: $peer park: expected 'RESULT workload=park unsupported=1', got '$(cat "$tmp/out")'"
+        fail=1
+    fi
+done
+
+# --- bench/compare --quick ---------------------------------------------------------
+args=(--quick --peer go,tokio,tbb --out "$tmp/out-dir")
+with_myriad=0
+if [ -x build/bench/myriad-bench ]; then
+    with_myriad=1
+else
+    args+=(--peers-only)
+    echo "note: build/bench/myriad-bench not built: checking the peers only"
+fi
+bench/compare "${args[@]}" >"$tmp/table" 2>"$tmp/log"
+status=$?
+cat "$tmp/table"
+if [ "$status" != 0 ]; then
+    echo "FAIL: bench/compare ${args[*]} exited $status; its log:"
+    tail -n 40 "$tmp/log"
+    fail=1
+fi
+
+python3 - "$tmp/out-dir/bench-results.json" "$with_myriad" <<'PY' || fail=1
+import json, os, sys
+sys.path.insert(0, os.path.join("bench", "lib"))
+import results
+
+path, with_myriad = sys.argv[1], sys.argv[2] == "1"
+errors = []
+try:
+    with open(path) as f:
+        report = json.load(f)
+except (OSError, ValueError) as e:
+    print("FAIL: bench-results.json: %s" % e)
+    sys.exit(1)
+
+def fib(n):
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+
+# What --quick asks for, and what each runtime must say.
+quick = {"spawn": {"tasks": 20000}, "chain": {"tasks": 20000},
+         "fib": {"tasks": 2 * fib(19) - 1, "result": fib(18)},
+         "yield": {"tasks": 100}, "pingpong": {"tasks": 200}}
+supports = {"go": set(quick), "tokio": set(quick), "tbb": {"spawn", "chain", "fib"},
+            "myriad": set(quick)}
+runtimes = ["go", "tokio", "tbb"] + (["myriad"] if with_myriad else [])
+workers = report["meta"]["workers"]
+
+for rt in runtimes:
+    for wl in quick:
+        runs = [r for r in report["runs"] if r["runtime"] == rt and r["workload"] == wl]
+        where = "%s %s" % (rt, wl)
+        if len(runs) != 1:
+            errors.append("%s: expected 1 run in the json, found %d" % (where, len(runs)))
+            continue
+        run = runs[0]
+        line = run.get("line")
+        if not isinstance(line, str):
+            errors.append("%s: expected one RESULT line, got %r (status %s)"
+                          % (where, line, run.get("status")))
+            continue
+        try:
+            rec = results.validate(results.parse_result_line(line))
+        except ValueError as e:
+            errors.append("%s: malformed RESULT line %r: %s" % (where, line, e))
+            continue
+        if rec["workload"] != wl:
+            errors.append("%s: workload=%s in %r" % (where, rec["workload"], line))
+        if wl not in supports[rt]:
+            if not results.is_unsupported(rec):
+                errors.append("%s: expected unsupported=1, got %r" % (where, line))
+            continue
+        if results.is_unsupported(rec):
+            errors.append("%s: expected a result, got unsupported: %r" % (where, line))
+            continue
+        if rec["workers"] != workers:
+            errors.append("%s: expected workers=%d, got %r" % (where, workers, line))
+        # Exact counts for the peers; for myriad only what cannot differ.
+        for key, want in quick[wl].items():
+            if rt == "myriad" and key == "tasks":
+                continue
+            if rec.get(key) != want:
+                errors.append("%s: expected %s=%s, got %s=%s in %r"
+                              % (where, key, want, key, rec.get(key), line))
+        if run["status"] != "ok":
+            errors.append("%s: bench/compare says %r" % (where, run["status"]))
+
+for wl in quick:
+    summ = report["summary"].get(wl)
+    if summ is None:
+        errors.append("summary: no entry for %s" % wl)
+        continue
+    for rt in runtimes:
+        s = summ["runtimes"].get(rt)
+        if s is None or (wl in supports[rt]) != (s.get("median") is not None):
+            errors.append("summary %s %s: median %r does not fit support %s"
+                          % (wl, rt, s and s.get("median"), wl in supports[rt]))
+    if with_myriad and not summ["ratios"] and report["summary"][wl]["runtimes"]["myriad"]["median"]:
+        errors.append("summary %s: no ratios although myriad ran" % wl)
+
+if errors:
+    print("FAIL: %d problem(s) in %s" % (len(errors), os.path.basename(path)))
+    for e in errors:
+        print("  " + e)
+    sys.exit(1)
+print("RESULT lines and bench-results.json: ok (%s)" % ", ".join(runtimes))
+PY
+
+if [ "$fail" != 0 ]; then
+    echo "FAIL: tests/bench/compare_quick.sh"
+    exit 1
+fi
+echo "PASS: tests/bench/compare_quick.sh"
