@@ -412,6 +412,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "myriad-bench: run: %s\n", strerror(-r));
 		return 1;
 	}
+	if (getenv("MYRIAD_BENCH_STATS")) {
+		uint64_t c[MYRIAD_CTR__COUNT];
+		unsigned k, j;
+
+		for (k = 0; k < workers; k++) {
+			if (myriad_rt_counters(rt, k, c, MYRIAD_CTR__COUNT) < 0)
+				break;
+			fprintf(stderr, "worker %u:", k);
+			for (j = 0; j < MYRIAD_CTR__COUNT; j++)
+				fprintf(stderr, " %s=%" PRIu64,
+					myriad_counter_name(j), c[j]);
+			fprintf(stderr, "\n");
+		}
+	}
 	if (B.chans) {
 		for (i = 0; i < 2 * B.n; i++)
 			myriad_chan_destroy(B.chans[i]);

@@ -173,6 +173,22 @@ void notify_one(struct myriad_rt *rt, struct worker *from)
 		wake_worker(rt, from, (unsigned)idx);
 }
 
+/*
+ * The cheap form for a worker that queued work on itself: read the idle
+ * state without the fence, and pay for notify_one() only when a worker
+ * sleeps and nobody searches. A stale read here cannot strand a task: the
+ * work is in this worker's own queue and it runs it itself; what a stale
+ * read can cost is parallelism until the next check, before its next step.
+ */
+void notify_local(struct myriad_rt *rt, struct worker *w)
+{
+	uint32_t s = atomic_load_explicit(&rt->idle.state, memory_order_relaxed);
+
+	if (IDLE_SEARCHING(s) != 0 || IDLE_UNPARKED(s) >= rt->nworkers)
+		return;
+	notify_one(rt, w);
+}
+
 /* Wake every worker (shutdown, or the active count grew). */
 void notify_all(struct myriad_rt *rt)
 {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sched/queue.c: a worker's local run queue (a concurrencykit ck_ring in
- * SPMC mode: the owner pushes, owner and thieves pop) and its LIFO slot.
+ * SPMC mode: the owner pushes, owner and thieves pop), its LIFO slot for
+ * the task just woken, and its stack of tasks just spawned.
  */
 #include <stdlib.h>
 
@@ -21,8 +22,14 @@
  *    the exchange returns what is really there (NULL if stolen).
  * 3. A push that finds the ring full moves half of the ring and the new
  *    task to the inject queue: the tasks change queue, none is dropped.
- * 4. Task contents are published by the release that made the task
- *    SCHEDULED and read after the worker's acquire SCHEDULED->RUNNING (see
+ * 4. The spawn stack is the owner's alone (no atomics): the newest spawn
+ *    runs first, so fork-join code runs depth-first and its queue stays
+ *    small. It is not stealable; instead its owner moves the oldest half
+ *    (the largest subtrees) into the ring whenever another worker searches
+ *    or sleeps (lq_spill, before each step), so that work never sits there
+ *    while a worker idles, except during one long step.
+ * 5. Task contents are published by the release that made the task
+ *    SCHEDULED and read after the worker's acquire of the state word (see
  *    task.c), so the ring only has to carry the pointer.
  */
 
@@ -80,7 +87,42 @@ void lq_push_lifo(struct worker *w, struct myriad_task *t)
 	}
 	old = atomic_exchange_explicit(&w->lifo, t, memory_order_acq_rel);
 	if (old)
-		lq_push(w, old);
+		lq_push_stack(w, old);
+}
+
+void lq_push_stack(struct worker *w, struct myriad_task *t)
+{
+	/* Full: the oldest half (the largest subtrees) goes to the ring. */
+	if (unlikely(w->stack_n == MYRIAD_STACK_CAP))
+		lq_spill(w);
+	w->stack[w->stack_n++] = t;
+}
+
+struct myriad_task *lq_pop_stack(struct worker *w)
+{
+	if (!w->stack_n)
+		return NULL;
+	return w->stack[--w->stack_n];
+}
+
+/*
+ * Step 4: move the oldest half of the stack (rounded up) into the ring, as
+ * far as the ring has room: the inject queue is the last resort (only when
+ * both are full), since whoever polls it starts a large subtree on top of
+ * its own and fork-join code then spreads breadth-first.
+ */
+void lq_spill(struct worker *w)
+{
+	unsigned n = w->stack_n - w->stack_n / 2, i;
+	unsigned room = MYRIAD_LQ_CAP - 1 - ck_ring_size(&w->ring);
+
+	if (n > room)
+		n = room ? room : 1;
+	for (i = 0; i < n; i++)
+		lq_push(w, w->stack[i]);
+	for (i = n; i < w->stack_n; i++)
+		w->stack[i - n] = w->stack[i];
+	w->stack_n -= n;
 }
 
 struct myriad_task *lq_pop(struct worker *w)

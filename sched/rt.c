@@ -425,9 +425,12 @@ int myriad_rt_spawn(myriad_rt_t *rt, myriad_step_fn fn, const void *init,
 		atomic_fetch_add_explicit(&rt->handles, 1, memory_order_relaxed);
 		*handle = t;
 	}
-	if (w)
+	if (w) {
 		CTR_INC(w, MYRIAD_CTR_SPAWNED);
-	task_schedule(rt, t);
+		task_schedule_spawned(rt, w, t);
+	} else {
+		task_schedule(rt, t);
+	}
 	return 0;
 }
 

@@ -6,8 +6,6 @@
 #ifndef MYRIAD_SCHED_H
 #define MYRIAD_SCHED_H
 
-#include "myriad_config.h"
-
 #include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,6 +17,23 @@
 #include <myriad.h>
 
 #include "spin.h"
+
+/* Compile-time knobs; meson passes them (see meson_options.txt). */
+#ifndef MYRIAD_LQ_CAP
+#define MYRIAD_LQ_CAP 256
+#endif
+#ifndef MYRIAD_INJECT_CAP
+#define MYRIAD_INJECT_CAP 4096
+#endif
+#ifndef MYRIAD_LIFO_MAX
+#define MYRIAD_LIFO_MAX 32
+#endif
+#ifndef MYRIAD_STACK_CAP
+#define MYRIAD_STACK_CAP 256
+#endif
+#ifndef MYRIAD_COUNTERS
+#define MYRIAD_COUNTERS 1
+#endif
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -38,14 +53,13 @@ static_assert((MYRIAD_INJECT_CAP & (MYRIAD_INJECT_CAP - 1)) == 0,
  */
 enum task_lifecycle {
 	TS_IDLE = 0,      /* pending: not queued, not running */
-	TS_SCHEDULED = 1, /* in exactly one queue */
-	TS_RUNNING = 2,   /* a worker is running its step */
-	TS_NOTIFIED = 3,  /* running, and woken meanwhile: run once more */
-	TS_DONE = 4,      /* finished */
-	TS_LC_MASK = 7,
+	TS_SCHEDULED = 1, /* in exactly one queue, or running */
+	TS_DONE = 2,      /* finished */
+	TS_LC_MASK = 3,
 };
 
 enum task_flag {
+	TF_WOKEN = 1u << 2,       /* woken while scheduled: run once more */
 	TF_CANCELLED = 1u << 3,   /* cancel requested */
 	TF_CANCEL_SEEN = 1u << 4, /* the runtime propagated it to children */
 	TF_ZOMBIE = 1u << 5,      /* step returned DONE, children still run */
@@ -132,6 +146,7 @@ struct worker {
 	/* Owner only. */
 	struct myriad_rt *rt __attribute__((aligned(CACHELINE)));
 	unsigned idx;
+	unsigned stack_n;		/* tasks on the spawn stack */
 	unsigned lifo_streak;
 	uint32_t tick;
 	int budget;			/* cooperative budget of this step */
@@ -154,6 +169,8 @@ struct worker {
 	pid_t tid;
 
 	_Atomic int64_t allocs, frees;	/* tasks, for myriad_rt_tasks_live */
+	/* Spawned tasks, newest last: depth-first for fork-join (queue.c). */
+	struct myriad_task *stack[MYRIAD_STACK_CAP];
 #if MYRIAD_COUNTERS
 	_Atomic uint64_t ctr[MYRIAD_CTR__COUNT];
 #endif
@@ -211,6 +228,8 @@ void task_free(struct myriad_rt *rt, struct worker *w, struct myriad_task *t);
 void task_run(struct worker *w, struct myriad_task *t);
 bool task_wake_prepare(struct myriad_task *t);
 void task_schedule(struct myriad_rt *rt, struct myriad_task *t);
+void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
+			   struct myriad_task *t);
 struct myriad_rt *task_rt(const struct myriad_task *t);
 
 /* queue.c: the local queue and LIFO slot */
@@ -218,6 +237,9 @@ int lq_init(struct worker *w);
 void lq_fini(struct worker *w);
 void lq_push(struct worker *w, struct myriad_task *t);
 void lq_push_lifo(struct worker *w, struct myriad_task *t);
+void lq_push_stack(struct worker *w, struct myriad_task *t);
+struct myriad_task *lq_pop_stack(struct worker *w);
+void lq_spill(struct worker *w);
 struct myriad_task *lq_pop(struct worker *w);
 struct myriad_task *lq_pop_lifo(struct worker *w);
 struct myriad_task *lq_steal_half(struct worker *w, struct worker *victim);
@@ -246,6 +268,7 @@ int park_ring_init(struct worker *w);
 void park_ring_fini(struct worker *w);
 void park(struct worker *w);
 void notify_one(struct myriad_rt *rt, struct worker *from);
+void notify_local(struct myriad_rt *rt, struct worker *w);
 void notify_all(struct myriad_rt *rt);
 void park_reap(struct worker *w);
 bool work_visible(struct myriad_rt *rt);

@@ -14,34 +14,41 @@
 /*
  * The state word protocol: why no wake-up is lost and no task runs twice.
  *
- * The lifecycle (low three bits) moves only by atomic read-modify-write on
- * the one word, so all moves of one task are totally ordered:
+ * The lifecycle (low two bits) and the WOKEN flag move only by atomic
+ * read-modify-write on the one word, so all changes to one task's word are
+ * totally ordered:
  *
- *   IDLE --wake--> SCHEDULED --worker dequeues--> RUNNING
- *   RUNNING --wake--> NOTIFIED
- *   RUNNING --step PENDING--> IDLE       NOTIFIED --step PENDING--> SCHEDULED
- *   RUNNING|NOTIFIED --step YIELD--> SCHEDULED
- *   RUNNING|NOTIFIED --step DONE, join count 0--> DONE
+ *   IDLE --wake--> SCHEDULED (the waker queues it)
+ *   SCHEDULED --wake--> SCHEDULED|WOKEN (queued or running: no queueing)
+ *   SCHEDULED --step PENDING--> IDLE, or SCHEDULED again if WOKEN
+ *   SCHEDULED --step YIELD--> SCHEDULED (queued again)
+ *   SCHEDULED --step DONE, join count 0--> DONE
  *
- * 1. Only the move into SCHEDULED puts a task into a queue, and only from
- *    IDLE (by a waker) or from RUNNING/NOTIFIED (by the worker that ran
- *    it). A queued task is SCHEDULED until dequeued, and wakes that find
- *    SCHEDULED change nothing, so a task is in at most one queue: it cannot
- *    run twice or concurrently.
- * 2. A wake that finds RUNNING leaves NOTIFIED. The worker's move out of
- *    RUNNING is a compare-and-swap that fails on NOTIFIED, and it then
- *    queues the task again: a wake during a step is never lost.
- * 3. Every wake is itself a read-modify-write (a compare-and-swap, also
- *    when it changes nothing), release ordered after whatever the waker
- *    published. The worker's SCHEDULED->RUNNING is an acquire
- *    read-modify-write later in the word's order, so a step always sees
- *    what was published before a wake that found the task SCHEDULED.
+ * 1. Only the move IDLE->SCHEDULED puts a task into a queue (a waker's),
+ *    besides the worker that ran it queueing it again. From being queued
+ *    until its step ends, the word says SCHEDULED, and wakes that find
+ *    SCHEDULED only set WOKEN: a task is in at most one queue or running on
+ *    one worker, never both, so it cannot run twice or concurrently.
+ * 2. A task runs with its word still SCHEDULED. The worker's move out of
+ *    it after the step is a compare-and-swap from the word's current value;
+ *    a wake during the step set WOKEN, which the worker sees there and
+ *    queues the task again instead of leaving it IDLE: a wake during a step
+ *    is never lost.
+ * 3. Memory ordering: every wake is a release read-modify-write (also when
+ *    it changes nothing), after whatever the waker published. A worker
+ *    starts a step with an acquire load of the word; if WOKEN is set it
+ *    clears it with an acquire read-modify-write first, so that a wake
+ *    after this point changes the word again and step 2 sees it. Each
+ *    start therefore reads a value at or after the last wake that step 2
+ *    did not see, and the step sees what that waker published. In the
+ *    common case (a fresh task, or one queued by IDLE->SCHEDULED) a step
+ *    costs one read-modify-write, the closing compare-and-swap.
  * 4. A finishing child decrements its parent's join count and, when it
- *    reaches zero, moves the parent IDLE->SCHEDULED or RUNNING->NOTIFIED in
- *    the same compare-and-swap. The parent's move to DONE requires a join
- *    count of zero in that same word, so a parent never finishes (and is
- *    never freed) while a child is still about to touch it; the child only
- *    touches the parent again to queue it, and a queued parent cannot
+ *    reaches zero, moves the parent IDLE->SCHEDULED (and queues it) or sets
+ *    WOKEN, in the same compare-and-swap. The parent's move to DONE requires
+ *    a join count of zero in that same word, so a parent never finishes (and
+ *    is never freed) while a child is still about to touch it; the child
+ *    only touches the parent again to queue it, and a queued parent cannot
  *    finish before it is dequeued.
  */
 
@@ -92,10 +99,9 @@ struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
 			memset(task_state(t), 0, size);
 	}
 	/*
-	 * Relaxed: the task is published by the queue push that follows, and
-	 * the SCHEDULED->RUNNING acquire of the worker that runs it pairs
-	 * with the release of whoever made it SCHEDULED: here the worker's
-	 * queue push (ck fences) and, for TSan's benefit, this store.
+	 * Release: the worker that runs the task starts with an acquire load
+	 * of this word (task.c step 3), which makes the header and state
+	 * written above visible without relying on the queue's own fences.
 	 */
 	atomic_store_explicit(&t->state, init_state, memory_order_release);
 	return t;
@@ -124,10 +130,10 @@ bool task_wake_prepare(struct myriad_task *t)
 	for (;;) {
 		switch (s & TS_LC_MASK) {
 		case TS_IDLE:
-			ns = (s & ~(uint64_t)TS_LC_MASK) | TS_SCHEDULED;
+			ns = s | TS_SCHEDULED;
 			break;
-		case TS_RUNNING:
-			ns = (s & ~(uint64_t)TS_LC_MASK) | TS_NOTIFIED;
+		case TS_SCHEDULED:
+			ns = s | TF_WOKEN;
 			break;
 		default:
 			ns = s;
@@ -161,6 +167,22 @@ void task_schedule(struct myriad_rt *rt, struct myriad_task *t)
 	}
 	inject_push(&rt->inject, t);
 	notify_one(rt, NULL);
+}
+
+/*
+ * Queue a task just spawned by worker 'w' (of runtime 'rt'): on its spawn
+ * stack, unless the policy sends it to the inject queue.
+ */
+void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
+			   struct myriad_task *t)
+{
+	if (unlikely(rt->pol->spawn_place) &&
+	    rt->pol->spawn_place(rt->pctx, w->idx) == MYRIAD_PLACE_INJECT) {
+		inject_push(&rt->inject, t);
+		w->need_notify = true;
+		return;
+	}
+	lq_push_stack(w, t);
 }
 
 /* Free every child of a parent whose join count is zero. */
@@ -206,9 +228,9 @@ static void child_finished(struct worker *w, struct myriad_task *parent)
 		ns = s - TS_JOIN_ONE;
 		if (TS_JOIN(ns) == 0) {
 			if ((s & TS_LC_MASK) == TS_IDLE)
-				ns = (ns & ~(uint64_t)TS_LC_MASK) | TS_SCHEDULED;
-			else if ((s & TS_LC_MASK) == TS_RUNNING)
-				ns = (ns & ~(uint64_t)TS_LC_MASK) | TS_NOTIFIED;
+				ns |= TS_SCHEDULED;
+			else if ((s & TS_LC_MASK) == TS_SCHEDULED)
+				ns |= TF_WOKEN;
 		}
 		if (atomic_compare_exchange_weak_explicit(&parent->state, &s, ns,
 							  memory_order_acq_rel,
@@ -246,15 +268,16 @@ void task_run(struct worker *w, struct myriad_task *t)
 	uint64_t s, ns;
 	int r;
 
-	/* SCHEDULED -> RUNNING: the acquire of protocol step 3. */
-	s = atomic_fetch_add_explicit(&t->state, TS_RUNNING - TS_SCHEDULED,
-				      memory_order_acq_rel);
+	/* The acquire of protocol step 3. */
+	s = atomic_load_explicit(&t->state, memory_order_acquire);
 	assert((s & TS_LC_MASK) == TS_SCHEDULED);
-	s += TS_RUNNING - TS_SCHEDULED;
+	if (unlikely(s & (TF_WOKEN | TF_CANCELLED))) {
+		s = atomic_fetch_and_explicit(&t->state, ~(uint64_t)TF_WOKEN,
+					      memory_order_acq_rel);
+		if ((s & (TF_CANCELLED | TF_CANCEL_SEEN)) == TF_CANCELLED)
+			propagate_cancel(t);
+	}
 	CTR_INC(w, MYRIAD_CTR_RUN);
-
-	if (unlikely((s & (TF_CANCELLED | TF_CANCEL_SEEN)) == TF_CANCELLED))
-		propagate_cancel(t);
 
 	if (unlikely(s & TF_ZOMBIE)) {
 		r = MYRIAD_DONE;
@@ -282,10 +305,10 @@ void task_run(struct worker *w, struct myriad_task *t)
 
 	s = atomic_load_explicit(&t->state, memory_order_relaxed);
 	for (;;) {
-		unsigned lc = s & TS_LC_MASK;
-		uint64_t keep = s & ~(uint64_t)TS_LC_MASK;
+		uint64_t keep = s & ~(uint64_t)(TS_LC_MASK | TF_WOKEN);
+		bool woken = s & TF_WOKEN;
 
-		assert(lc == TS_RUNNING || lc == TS_NOTIFIED);
+		assert((s & TS_LC_MASK) == TS_SCHEDULED);
 		switch (r) {
 		case MYRIAD_YIELD:
 			ns = keep | TS_SCHEDULED;
@@ -299,7 +322,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 			keep |= TF_ZOMBIE;
 			__attribute__((fallthrough));
 		default:
-			ns = keep | (lc == TS_NOTIFIED ? TS_SCHEDULED : TS_IDLE);
+			ns = keep | (woken ? TS_SCHEDULED : TS_IDLE);
 			break;
 		}
 		if (atomic_compare_exchange_weak_explicit(&t->state, &s, ns,
@@ -313,7 +336,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 		task_complete(w, t, ns);
 		break;
 	case TS_SCHEDULED:
-		/* Yielded, or woken while it ran: behind the queued tasks. */
+		/* Yielded, or woken during its step: behind the queued tasks. */
 		lq_push(w, t);
 		break;
 	default:
@@ -371,7 +394,7 @@ myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
 		self->children = t;
 	}
 	CTR_INC(w, MYRIAD_CTR_SPAWNED);
-	task_schedule(rt, t);
+	task_schedule_spawned(rt, w, t);
 	return (flags & MYRIAD_SPAWN_DETACHED) ? NULL : t;
 err:
 	if (err)

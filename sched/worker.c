@@ -46,11 +46,12 @@ static struct myriad_task *inject_take(struct worker *w)
  * The next task of this worker, in order:
  * 1. every INJECT_INTERVAL ticks, the inject queue first (fairness for
  *    outside spawns and overflow);
- * 2. the LIFO slot (the task just spawned or woken: its data is hot),
- *    unless MYRIAD_LIFO_MAX LIFO runs came in a row: then the ring gets a
- *    turn, so that two tasks waking each other cannot starve it;
+ * 2. the LIFO slot (the task just woken: its data is hot), then the spawn
+ *    stack (the task just spawned: depth-first), unless MYRIAD_LIFO_MAX of
+ *    these came in a row: then the ring gets a turn, so that tasks waking
+ *    or spawning each other cannot starve it;
  * 3. the local ring, oldest first;
- * 4. the LIFO slot regardless of the streak;
+ * 4. the LIFO slot and the stack regardless of the streak;
  * 5. the inject queue.
  */
 static struct myriad_task *next_task(struct worker *w)
@@ -66,6 +67,8 @@ static struct myriad_task *next_task(struct worker *w)
 	}
 	if (w->lifo_streak < MYRIAD_LIFO_MAX) {
 		t = lq_pop_lifo(w);
+		if (!t)
+			t = lq_pop_stack(w);
 		if (t) {
 			w->lifo_streak++;
 			CTR_INC(w, MYRIAD_CTR_LIFO_RUNS);
@@ -77,11 +80,38 @@ static struct myriad_task *next_task(struct worker *w)
 	if (t)
 		return t;
 	t = lq_pop_lifo(w);
+	if (!t)
+		t = lq_pop_stack(w);
 	if (t) {
 		CTR_INC(w, MYRIAD_CTR_LIFO_RUNS);
 		return t;
 	}
 	return inject_take(w);
+}
+
+/*
+ * Before a step, which may be long: if another worker searches or sleeps
+ * while tasks wait here, make them stealable (the spawn stack's oldest half
+ * goes to the ring) and let a sleeper know (park.c step 3).
+ */
+static void share_work(struct worker *w)
+{
+	struct myriad_rt *rt = w->rt;
+	uint32_t s = atomic_load_explicit(&rt->idle.state, memory_order_relaxed);
+	bool idle = IDLE_SEARCHING(s) != 0 ||
+		    IDLE_UNPARKED(s) < atomic_load_explicit(&rt->active,
+							    memory_order_relaxed);
+
+	if (!idle)
+		return;
+	/* Only into an empty ring: thieves take half of what is there. */
+	if (w->stack_n && !ck_ring_size(&w->ring))
+		lq_spill(w);
+	if (w->need_notify ||
+	    atomic_load_explicit(&w->lifo, memory_order_relaxed)) {
+		w->need_notify = false;
+		notify_local(rt, w);
+	}
 }
 
 /*
@@ -121,15 +151,21 @@ struct myriad_task *worker_search(struct worker *w)
 		else
 			t = inject_take(w);
 	}
-	if (!t) {
+	if (!t)
 		CTR_INC(w, MYRIAD_CTR_STEAL_FAILS);
-		return NULL;
-	}
-	/* Found work: stop searching; the last searcher hands the baton on. */
-	w->searching = false;
-	if (idle_stop_searching(rt))
-		notify_one(rt, w);
 	return t;
+}
+
+/*
+ * A searching worker found work (from any source): it stops searching, and
+ * the last searcher hands the baton on, so that the rest of what it found
+ * has someone looking for it (park.c step 4).
+ */
+static void stop_searching(struct worker *w)
+{
+	w->searching = false;
+	if (idle_stop_searching(w->rt))
+		notify_one(w->rt, w);
 }
 
 static void worker_maintain(struct worker *w)
@@ -197,11 +233,8 @@ void *worker_main(void *arg)
 			worker_maintain(w);
 		if (unlikely(w->idx >= atomic_load_explicit(
 					       &rt->active, memory_order_relaxed))) {
-			if (w->searching) {
-				w->searching = false;
-				if (idle_stop_searching(rt))
-					notify_one(rt, w);
-			}
+			if (w->searching)
+				stop_searching(w);
 			park(w);
 			continue;
 		}
@@ -212,15 +245,9 @@ void *worker_main(void *arg)
 			park(w);
 			continue;
 		}
-		/*
-		 * Before a step that may be long, let a sleeping worker take
-		 * what waits behind it here (parked.c step 3).
-		 */
-		if (w->need_notify ||
-		    atomic_load_explicit(&w->lifo, memory_order_relaxed)) {
-			w->need_notify = false;
-			notify_one(rt, w);
-		}
+		if (unlikely(w->searching))
+			stop_searching(w);
+		share_work(w);
 		task_run(w, t);
 	}
 out:
