@@ -5,6 +5,8 @@
  * line per run on stdout, progress on stderr.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -272,6 +274,28 @@ static int pingpong_root(myriad_task_t *self, void *p)
 
 /* ---- driver ---- */
 
+/*
+ * Progress on stderr for runs over a second: a line a second with the
+ * tasks still to finish, never on stdout (scripts read RESULT there).
+ */
+static _Atomic bool finished;
+
+static void *progress(void *arg)
+{
+	const char *wl = arg;
+	int secs = 0;
+
+	for (;;) {
+		usleep(100000);
+		if (atomic_load(&finished))
+			return NULL;
+		if (++secs % 10)
+			continue;
+		fprintf(stderr, "myriad-bench: %s: running for %d s\n", wl,
+			secs / 10);
+	}
+}
+
 static int64_t parse_int(const char *flag, const char *v, int64_t lo,
 			 int64_t hi)
 {
@@ -392,6 +416,9 @@ int main(int argc, char **argv)
 		}
 	}
 
+	pthread_t prog;
+	bool prog_ok = pthread_create(&prog, NULL, progress, (void *)wl) == 0;
+
 	if (!strcmp(wl, "fib")) {
 		r = myriad_rt_block_on(rt, fib_root, &froot, sizeof(froot),
 				       &res);
@@ -408,6 +435,9 @@ int main(int argc, char **argv)
 	} else {
 		r = myriad_rt_block_on(rt, root, &rroot, sizeof(rroot), NULL);
 	}
+	atomic_store(&finished, true);
+	if (prog_ok)
+		pthread_join(prog, NULL);
 	if (r < 0) {
 		fprintf(stderr, "myriad-bench: run: %s\n", strerror(-r));
 		return 1;
