@@ -25,9 +25,9 @@
  * 4. The spawn stack is the owner's alone (no atomics): the newest spawn
  *    runs first, so fork-join code runs depth-first and its queue stays
  *    small. It is not stealable; instead its owner moves the oldest half
- *    (the largest subtrees) into the ring whenever another worker searches
- *    or sleeps (lq_spill, before each step), so that work never sits there
- *    while a worker idles, except during one long step.
+ *    (the largest subtrees) into the ring when it fills, and all of it
+ *    whenever another worker searches or sleeps (lq_spill, before each
+ *    step), so that no task sits there through a step while a worker idles.
  * 5. Task contents are published by the release that made the task
  *    SCHEDULED and read after the worker's acquire of the state word (see
  *    task.c), so the ring only has to carry the pointer.
@@ -90,31 +90,15 @@ void lq_push_lifo(struct worker *w, struct myriad_task *t)
 		lq_push_stack(w, old);
 }
 
-void lq_push_stack(struct worker *w, struct myriad_task *t)
-{
-	/* Full: the oldest half (the largest subtrees) goes to the ring. */
-	if (unlikely(w->stack_n == MYRIAD_STACK_CAP))
-		lq_spill(w);
-	w->stack[w->stack_n++] = t;
-}
-
-struct myriad_task *lq_pop_stack(struct worker *w)
-{
-	if (!w->stack_n)
-		return NULL;
-	return w->stack[--w->stack_n];
-}
-
 /*
- * Step 4: move the oldest half of the stack (rounded up) into the ring, as
- * far as the ring has room: the inject queue is the last resort (only when
- * both are full), since whoever polls it starts a large subtree on top of
- * its own and fork-join code then spreads breadth-first.
+ * Step 4: move the 'n' oldest tasks of the stack (the largest subtrees)
+ * into the ring, as far as the ring has room: the inject queue is the last
+ * resort (only when both are full), since whoever polls it starts a large
+ * subtree on top of its own and fork-join code then spreads breadth-first.
  */
-void lq_spill(struct worker *w)
+static void spill(struct worker *w, unsigned n)
 {
-	unsigned n = w->stack_n - w->stack_n / 2, i;
-	unsigned room = MYRIAD_LQ_CAP - 1 - ck_ring_size(&w->ring);
+	unsigned room = MYRIAD_LQ_CAP - 1 - ck_ring_size(&w->ring), i;
 
 	if (n > room)
 		n = room ? room : 1;
@@ -123,6 +107,27 @@ void lq_spill(struct worker *w)
 	for (i = n; i < w->stack_n; i++)
 		w->stack[i - n] = w->stack[i];
 	w->stack_n -= n;
+}
+
+/* Another worker is idle: make the whole stack stealable. */
+void lq_spill(struct worker *w)
+{
+	spill(w, w->stack_n);
+}
+
+void lq_push_stack(struct worker *w, struct myriad_task *t)
+{
+	/* Full: the oldest half (the largest subtrees) goes to the ring. */
+	if (unlikely(w->stack_n == MYRIAD_STACK_CAP))
+		spill(w, w->stack_n - w->stack_n / 2);
+	w->stack[w->stack_n++] = t;
+}
+
+struct myriad_task *lq_pop_stack(struct worker *w)
+{
+	if (!w->stack_n)
+		return NULL;
+	return w->stack[--w->stack_n];
 }
 
 struct myriad_task *lq_pop(struct worker *w)
