@@ -395,6 +395,8 @@ myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
 	}
 	CTR_INC(w, MYRIAD_CTR_SPAWNED);
 	task_schedule_spawned(rt, w, t);
+	if (err)
+		*err = 0;
 	return (flags & MYRIAD_SPAWN_DETACHED) ? NULL : t;
 err:
 	if (err)

@@ -60,10 +60,10 @@ enum {
  * with children still running finishes when the last one does).
  *
  * Returns the child (valid until the parent has joined it and the step in
- * which the join returned 0 has returned; NULL for a detached task), or NULL
- * with *err set: -EINVAL (self or fn NULL, size over MYRIAD_STATE_MAX,
- * unknown flags, self not the running task), -ENOMEM, -ESHUTDOWN.
- * 'err' may be NULL.
+ * which the join returned 0 has returned; NULL for a detached task) with
+ * *err set to 0, or NULL with *err set: -EINVAL (self or fn NULL, size over
+ * MYRIAD_STATE_MAX, unknown flags, self not the running task), -ENOMEM,
+ * -ESHUTDOWN. 'err' may be NULL.
  */
 MYRIAD_API myriad_task_t *myriad_task_spawn(myriad_task_t *self,
 					    myriad_step_fn fn,
