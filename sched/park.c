@@ -213,10 +213,11 @@ bool work_visible(struct myriad_rt *rt)
 	return false;
 }
 
+static void park_wait(struct worker *w);
+
 void park(struct worker *w)
 {
 	struct myriad_rt *rt = w->rt;
-	struct io_uring_cqe *cqe;
 
 	/* Step 1. */
 	idle_park(rt, w);
@@ -230,15 +231,35 @@ void park(struct worker *w)
 		return;
 	}
 
-	CTR_INC(w, MYRIAD_CTR_PARKS);
-	/* Step 5: returns at once if a wake is already in the ring. */
-	io_uring_submit_and_wait(&w->uring, 1);
-	(void)cqe;
-	park_reap(w);
+	park_wait(w);
+}
 
-	/* Step 6. */
-	if (!idle_unpark_self(rt, w)) {
+/* Step 5 and 6: sleep in the ring, then account for how we woke. */
+static void park_wait(struct worker *w)
+{
+	CTR_INC(w, MYRIAD_CTR_PARKS);
+	/* Returns at once if a wake is already in the ring. */
+	io_uring_submit_and_wait(&w->uring, 1);
+	park_reap(w);
+	if (!idle_unpark_self(w->rt, w)) {
 		w->searching = true;
 		CTR_INC(w, MYRIAD_CTR_WAKES);
 	}
+}
+
+/*
+ * Sleep without looking for work: for a worker the policy made inactive.
+ * Notifications only take active workers off the sleepers list, so this
+ * one wakes when the active count grows (notify_all) or at shutdown.
+ */
+void park_sleep(struct worker *w)
+{
+	idle_park(w->rt, w);
+	w->searching = false;
+	if (atomic_load_explicit(&w->rt->shutdown, memory_order_acquire)) {
+		if (!idle_unpark_self(w->rt, w))
+			w->searching = true;
+		return;
+	}
+	park_wait(w);
 }

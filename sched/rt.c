@@ -17,6 +17,11 @@
 
 /* ---- how many workers ---- */
 
+/* Does the caller's options struct reach 'field'? (fields past sz: default) */
+#define OPT_HAS(o, field)                                                     \
+	((o) && (o)->sz >= offsetof(struct myriad_rt_opts, field) +          \
+				   sizeof((o)->field))
+
 /*
  * Parse cgroup v2 cpu.max ("max 100000" or "QUOTA PERIOD") into a CPU count
  * rounded up; 0 means no limit. Returns -EINVAL when malformed.
@@ -112,7 +117,7 @@ static int count_workers(const struct myriad_rt_opts *o, unsigned *out)
 	cpu_set_t set;
 	int r;
 
-	if (o && o->workers) {
+	if (OPT_HAS(o, workers) && o->workers) {
 		*out = o->workers;
 		return 0;
 	}
@@ -131,7 +136,8 @@ static int count_workers(const struct myriad_rt_opts *o, unsigned *out)
 		n = (unsigned)CPU_COUNT(&set);
 	if (n < 1)
 		n = 1;
-	cmax = (o && o->cpu_max) ? o->cpu_max : getenv("MYRIAD_CPU_MAX");
+	cmax = (OPT_HAS(o, cpu_max) && o->cpu_max) ? o->cpu_max
+						    : getenv("MYRIAD_CPU_MAX");
 	if (cmax) {
 		r = parse_cpu_max(cmax, &q);
 		if (r < 0)
@@ -244,18 +250,12 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	int r;
 
 	if (opts) {
-		if (opts->sz < offsetof(struct myriad_rt_opts, workers) +
-				       sizeof(opts->workers)) {
+		if (!OPT_HAS(opts, workers) ||
+		    opts->workers > MYRIAD_WORKERS_MAX) {
 			r = -EINVAL;
 			goto err;
 		}
-		if (opts->workers > MYRIAD_WORKERS_MAX) {
-			r = -EINVAL;
-			goto err;
-		}
-		if (opts->sz >= offsetof(struct myriad_rt_opts, policy) +
-					sizeof(opts->policy) &&
-		    opts->policy)
+		if (OPT_HAS(opts, policy) && opts->policy)
 			pol = opts->policy;
 	}
 	if (pol->sz < offsetof(struct myriad_policy_ops, steal_victim) +
@@ -297,7 +297,7 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	memset(&env, 0, sizeof(env));
 	env.sz = sizeof(env);
 	env.workers = n;
-	env.arg = (opts && opts->sz >= sizeof(*opts)) ? opts->policy_arg : NULL;
+	env.arg = OPT_HAS(opts, policy_arg) ? opts->policy_arg : NULL;
 	if (pol->init) {
 		r = pol->init(&rt->pctx, &env);
 		if (r < 0)

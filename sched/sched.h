@@ -152,7 +152,9 @@ struct worker {
 	int budget;			/* cooperative budget of this step */
 	bool searching;
 	bool need_notify;		/* work entered the ring this step */
-	bool joined;			/* the step's join returned 0 */
+	bool joined;			/* the step's join returned 0 ... */
+	struct myriad_task *joined_head; /* ... over children from here on */
+	unsigned slot_streak;		/* LIFO-slot runs in a row */
 	bool in_sleepers;		/* guarded by rt->idle.lock */
 	struct myriad_task *current;	/* the task whose step runs */
 	uint64_t rng;
@@ -190,6 +192,8 @@ struct myriad_rt {
 	_Atomic uint32_t done_epoch;
 	_Atomic uint32_t joiners;
 	_Atomic int64_t handles;
+	/* Cancellations ever requested: while 0, nobody walks ancestors. */
+	_Atomic uint64_t ncancels;
 
 	/* Outside threads notify workers through this ring. */
 	pthread_mutex_t olock;
@@ -267,6 +271,7 @@ int idle_take_sleeper(struct myriad_rt *rt);
 int park_ring_init(struct worker *w);
 void park_ring_fini(struct worker *w);
 void park(struct worker *w);
+void park_sleep(struct worker *w);
 void notify_one(struct myriad_rt *rt, struct worker *from);
 void notify_local(struct myriad_rt *rt, struct worker *w);
 void notify_all(struct myriad_rt *rt);

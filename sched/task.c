@@ -197,6 +197,30 @@ static void reap_children(struct worker *w, struct myriad_task *t)
 	}
 }
 
+/*
+ * Free the children from 'head' to the end of the list: those a join saw
+ * finished (children spawned after that join come before 'head').
+ */
+static void reap_joined(struct worker *w, struct myriad_task *t,
+			struct myriad_task *head)
+{
+	struct myriad_task *p = t->children, *n;
+
+	if (p == head) {
+		t->children = NULL;
+	} else {
+		while (p && p->sibling != head)
+			p = p->sibling;
+		if (!p)
+			return;
+		p->sibling = NULL;
+	}
+	for (; head; head = n) {
+		n = head->sibling;
+		task_free(w->rt, w, head);
+	}
+}
+
 /* The runtime's half of cancellation: mark and wake unfinished children. */
 static void propagate_cancel(struct myriad_task *t)
 {
@@ -279,29 +303,38 @@ void task_run(struct worker *w, struct myriad_task *t)
 	}
 	CTR_INC(w, MYRIAD_CTR_RUN);
 
+	w->joined = false;
 	if (unlikely(s & TF_ZOMBIE)) {
 		r = MYRIAD_DONE;
 	} else {
 		w->current = t;
-		w->joined = false;
 		w->budget = 128;
 		r = t->step(t, task_state(t));
 		w->current = NULL;
 	}
+	/*
+	 * Reap before the state word says DONE: after that a handle's owner
+	 * may free the task. A zero join count stays zero until the task
+	 * itself adds children.
+	 */
 	if (r == MYRIAD_DONE) {
 		if (unlikely(atomic_load_explicit(&t->wait,
 						  memory_order_acquire)))
 			chan_task_finished(t);
-		w->joined = true;
+		if (t->children &&
+		    TS_JOIN(atomic_load_explicit(&t->state,
+						 memory_order_acquire)) == 0)
+			reap_children(w, t);
+		/* Ended through a cancelled ancestor: its status says so. */
+		if (unlikely(atomic_load_explicit(&w->rt->ncancels,
+						  memory_order_relaxed)) &&
+		    myriad_task_cancelled(t))
+			atomic_fetch_or_explicit(&t->state, TF_CANCELLED,
+						 memory_order_relaxed);
+	} else if (w->joined) {
+		/* Only the children the join saw finished. */
+		reap_joined(w, t, w->joined_head);
 	}
-	/*
-	 * Reap before the state word says DONE: after that a handle's owner
-	 * may free the task. A zero join count stays zero: only the task
-	 * itself adds children.
-	 */
-	if (w->joined && t->children &&
-	    TS_JOIN(atomic_load_explicit(&t->state, memory_order_acquire)) == 0)
-		reap_children(w, t);
 
 	s = atomic_load_explicit(&t->state, memory_order_relaxed);
 	for (;;) {
@@ -378,7 +411,10 @@ myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
 	} else {
 		uint64_t st = TS_SCHEDULED | TF_CHILD;
 
-		if (s & TF_CANCELLED)
+		if ((s & TF_CANCELLED) ||
+		    (unlikely(atomic_load_explicit(&rt->ncancels,
+						   memory_order_relaxed)) &&
+		     myriad_task_cancelled(self)))
 			st |= TF_CANCELLED;
 		t = task_new(rt, w, fn, init, size, st, self);
 	}
@@ -414,6 +450,7 @@ int myriad_task_join(myriad_task_t *self)
 	if (TS_JOIN(atomic_load_explicit(&self->state, memory_order_acquire)))
 		return 1;
 	w->joined = true;
+	w->joined_head = self->children;
 	return 0;
 }
 
@@ -440,14 +477,22 @@ int myriad_task_cancel(myriad_task_t *t)
 {
 	uint64_t s;
 
+	struct myriad_rt *rt;
+
 	if (!t)
 		return -EINVAL;
-	s = atomic_fetch_or_explicit(&t->state, TF_CANCELLED,
-				     memory_order_acq_rel);
-	if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
-		return 0;
+	/* A finished task keeps the status it finished with. */
+	s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	do {
+		if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
+			return 0;
+	} while (!atomic_compare_exchange_weak_explicit(
+			&t->state, &s, s | TF_CANCELLED, memory_order_acq_rel,
+			memory_order_relaxed));
+	rt = task_rt(t);
+	atomic_fetch_add_explicit(&rt->ncancels, 1, memory_order_relaxed);
 	if (task_wake_prepare(t))
-		task_schedule(task_rt(t), t);
+		task_schedule(rt, t);
 	return 0;
 }
 

@@ -42,17 +42,24 @@ static struct myriad_task *inject_take(struct worker *w)
 	return first;
 }
 
+/* Runs from the LIFO slot and the spawn stack before the ring gets a turn. */
+#define LIFO_RUN_MAX (MYRIAD_LIFO_MAX * 8)
+
 /*
  * The next task of this worker, in order:
  * 1. every INJECT_INTERVAL ticks, the inject queue first (fairness for
  *    outside spawns and overflow);
- * 2. the LIFO slot (the task just woken: its data is hot), then the spawn
- *    stack (the task just spawned: depth-first), unless MYRIAD_LIFO_MAX of
- *    these came in a row: then the ring gets a turn, so that tasks waking
- *    or spawning each other cannot starve it;
- * 3. the local ring, oldest first;
- * 4. the LIFO slot and the stack regardless of the streak;
- * 5. the inject queue.
+ * 2. a task that came from the LIFO slot MYRIAD_LIFO_MAX times in a row
+ *    (tasks waking each other, the cooperative budget's case) loses its
+ *    LIFO privilege: it goes to the back of the ring, so that the spawn
+ *    stack and the ring get to run;
+ * 3. the LIFO slot (the task just woken: its data is hot), then the spawn
+ *    stack (the task just spawned: depth-first for fork-join), unless
+ *    LIFO_RUN_MAX of these came in a row while the ring waits: then the
+ *    ring gets a turn;
+ * 4. the local ring, oldest first;
+ * 5. the LIFO slot and the stack regardless of the streak;
+ * 6. the inject queue.
  */
 static struct myriad_task *next_task(struct worker *w)
 {
@@ -65,17 +72,29 @@ static struct myriad_task *next_task(struct worker *w)
 			return t;
 		}
 	}
-	if (w->lifo_streak < MYRIAD_LIFO_MAX) {
+	if (unlikely(w->slot_streak >= MYRIAD_LIFO_MAX)) {
+		w->slot_streak = 0;
 		t = lq_pop_lifo(w);
-		if (!t)
-			t = lq_pop_stack(w);
+		if (t)
+			lq_push(w, t);
+	}
+	if (likely(w->lifo_streak < LIFO_RUN_MAX) || !ck_ring_size(&w->ring)) {
+		t = lq_pop_lifo(w);
 		if (t) {
+			w->slot_streak++;
 			w->lifo_streak++;
 			CTR_INC(w, MYRIAD_CTR_LIFO_RUNS);
 			return t;
 		}
+		t = lq_pop_stack(w);
+		if (t) {
+			w->slot_streak = 0;
+			w->lifo_streak++;
+			return t;
+		}
 	}
 	w->lifo_streak = 0;
+	w->slot_streak = 0;
 	t = lq_pop(w);
 	if (t)
 		return t;
@@ -168,6 +187,26 @@ static void stop_searching(struct worker *w)
 		notify_one(w->rt, w);
 }
 
+/*
+ * The policy made this worker inactive: hand everything it holds to the
+ * active workers (its spawn stack to its ring, which they can steal), make
+ * sure one of them is awake if there is work, and sleep until woken.
+ */
+static void park_inactive(struct worker *w)
+{
+	struct myriad_rt *rt = w->rt;
+	struct myriad_task *t;
+
+	if (w->searching)
+		stop_searching(w);
+	while ((t = lq_pop_stack(w)))
+		lq_push(w, t);
+	w->need_notify = false;
+	if (work_visible(rt))
+		notify_one(rt, w);
+	park_sleep(w);
+}
+
 static void worker_maintain(struct worker *w)
 {
 	struct myriad_rt *rt = w->rt;
@@ -233,9 +272,7 @@ void *worker_main(void *arg)
 			worker_maintain(w);
 		if (unlikely(w->idx >= atomic_load_explicit(
 					       &rt->active, memory_order_relaxed))) {
-			if (w->searching)
-				stop_searching(w);
-			park(w);
+			park_inactive(w);
 			continue;
 		}
 		t = next_task(w);
