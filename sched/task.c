@@ -483,14 +483,21 @@ int myriad_task_cancel(myriad_task_t *t)
 		return -EINVAL;
 	/* A finished task keeps the status it finished with. */
 	s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
+		return 0;
+	/*
+	 * Count first: whoever sees the flag (acquire, released by the
+	 * compare-and-swap below) then also sees a non-zero count, and walks
+	 * the ancestors where it matters (spawn, completion status).
+	 */
+	rt = task_rt(t);
+	atomic_fetch_add_explicit(&rt->ncancels, 1, memory_order_relaxed);
 	do {
 		if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
 			return 0;
 	} while (!atomic_compare_exchange_weak_explicit(
 			&t->state, &s, s | TF_CANCELLED, memory_order_acq_rel,
 			memory_order_relaxed));
-	rt = task_rt(t);
-	atomic_fetch_add_explicit(&rt->ncancels, 1, memory_order_relaxed);
 	if (task_wake_prepare(t))
 		task_schedule(rt, t);
 	return 0;
@@ -501,7 +508,7 @@ bool myriad_task_cancelled(const myriad_task_t *self)
 	/* Ancestors outlive their children (a parent finishes last). */
 	while (self) {
 		uint64_t s = atomic_load_explicit(&self->state,
-						  memory_order_relaxed);
+						  memory_order_acquire);
 
 		if (s & TF_CANCELLED)
 			return true;
