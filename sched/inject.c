@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sched/inject.c: the global inject queue, for spawns from outside the
- * runtime and local-queue overflow: a concurrencykit MPMC ring, with an
- * unbounded overflow list behind it so that nothing is ever dropped.
+ * runtime and local-queue overflow: a concurrencykit ring (lock-free pops,
+ * producers serialized), with an unbounded overflow list behind it so that
+ * nothing is ever dropped.
  */
 #include <stdlib.h>
 
@@ -11,14 +12,18 @@
 /*
  * Why no task is lost or duplicated:
  *
- * 1. The ring is ck's MPMC ring: each enqueued pointer is dequeued by
- *    exactly one consumer.
- * 2. When the ring is full a push goes to the overflow list under the
- *    spin lock, linked through the task's 'next' field (a queued task is in
- *    no other list that uses it). The push never fails.
+ * 1. Producers take the spin lock, so the ring has one producer at a time
+ *    and is used through ck's SPMC calls: ck's own MPMC enqueue makes each
+ *    producer wait, spinning, for the ones before it to commit, and a
+ *    producer preempted there (more threads than CPUs) stalls every other
+ *    one; our lock yields the CPU instead. Consumers stay lock-free: ck's
+ *    dequeue claims a slot with a compare-and-swap, so each pushed pointer
+ *    is returned to exactly one consumer.
+ * 2. When the ring is full a push goes to the overflow list, linked through
+ *    the task's 'next' field (a queued task is in no other list that uses
+ *    it), under the same lock. A push never fails.
  * 3. While the overflow list is non-empty, pushes go to it too, so the ring
- *    drains first and the order stays first-in first-out (apart from
- *    pushes racing with the moment the list empties, which only reorders).
+ *    drains first and the order stays first-in first-out.
  * 4. A pop tries the ring, then the list; 'olen' is only a hint for the
  *    fast path, the list itself is read under the lock.
  */
@@ -41,22 +46,36 @@ void inject_fini(struct inject *q)
 	q->buf = NULL;
 }
 
-void inject_push(struct inject *q, struct myriad_task *t)
+/* Under the lock: one task onto the ring, or the overflow list (step 2). */
+static void push_locked(struct inject *q, struct myriad_task *t)
 {
-	if (atomic_load_explicit(&q->olen, memory_order_relaxed) == 0 &&
-	    ck_ring_enqueue_mpmc(&q->ring, q->buf, t))
+	size_t olen = atomic_load_explicit(&q->olen, memory_order_relaxed);
+
+	if (olen == 0 && ck_ring_enqueue_spmc(&q->ring, q->buf, t))
 		return;
 	t->next = NULL;
-	spin_lock(&q->lock);
 	if (q->otail)
 		q->otail->next = t;
 	else
 		q->ohead = t;
 	q->otail = t;
-	atomic_store_explicit(&q->olen,
-			      atomic_load_explicit(&q->olen,
-						   memory_order_relaxed) + 1,
-			      memory_order_release);
+	atomic_store_explicit(&q->olen, olen + 1, memory_order_release);
+}
+
+void inject_push(struct inject *q, struct myriad_task *t)
+{
+	spin_lock(&q->lock);
+	push_locked(q, t);
+	spin_unlock(&q->lock);
+}
+
+void inject_push_batch(struct inject *q, struct myriad_task **v, unsigned n)
+{
+	unsigned i;
+
+	spin_lock(&q->lock);
+	for (i = 0; i < n; i++)
+		push_locked(q, v[i]);
 	spin_unlock(&q->lock);
 }
 
@@ -64,7 +83,7 @@ struct myriad_task *inject_pop(struct inject *q)
 {
 	struct myriad_task *t;
 
-	if (ck_ring_dequeue_mpmc(&q->ring, q->buf, &t))
+	if (ck_ring_dequeue_spmc(&q->ring, q->buf, &t))
 		return t;
 	if (atomic_load_explicit(&q->olen, memory_order_acquire) == 0)
 		return NULL;

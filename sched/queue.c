@@ -58,13 +58,14 @@ unsigned lq_len(struct worker *w)
 /* The ring is full: move half of it and 't' to the inject queue (step 3). */
 static void lq_overflow(struct worker *w, struct myriad_task *t)
 {
-	struct myriad_rt *rt = w->rt;
-	unsigned n = MYRIAD_LQ_CAP / 2;
-	struct myriad_task *o;
+	struct myriad_task *v[MYRIAD_LQ_CAP / 2 + 1];
+	unsigned n = 0;
 
-	while (n-- && ck_ring_dequeue_spmc(&w->ring, w->buf, &o))
-		inject_push(&rt->inject, o);
-	inject_push(&rt->inject, t);
+	while (n < MYRIAD_LQ_CAP / 2 &&
+	       ck_ring_dequeue_spmc(&w->ring, w->buf, &v[n]))
+		n++;
+	v[n++] = t;
+	inject_push_batch(&w->rt->inject, v, n);
 	CTR_INC(w, MYRIAD_CTR_OVERFLOWS);
 	w->need_notify = true;
 }

@@ -100,7 +100,7 @@ static inline void *task_state(struct myriad_task *t)
 struct inject {
 	struct ck_ring ring;
 	ck_ring_buffer_t *buf;
-	struct spin lock; /* guards the overflow list */
+	struct spin lock; /* serializes producers; guards the overflow list */
 	struct myriad_task *ohead, *otail;
 	_Atomic size_t olen;
 } __attribute__((aligned(CACHELINE)));
@@ -254,6 +254,7 @@ unsigned lq_len(struct worker *w);
 int inject_init(struct inject *q);
 void inject_fini(struct inject *q);
 void inject_push(struct inject *q, struct myriad_task *t);
+void inject_push_batch(struct inject *q, struct myriad_task **v, unsigned n);
 struct myriad_task *inject_pop(struct inject *q);
 bool inject_empty(struct inject *q);
 size_t inject_len(struct inject *q);

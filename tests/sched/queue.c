@@ -122,9 +122,10 @@ static size_t drain(struct myriad_rt *rt, struct worker *w)
 }
 
 /*
- * The validator of a local (SPMC) ring. ck_ring_valid() compares c_head
- * with p_head, which only ck's multi-producer enqueue advances; the
- * single-producer enqueue that the local queue uses publishes p_tail, so
+ * The validator of a ring used through ck's SPMC calls (the local queue;
+ * the inject ring, whose producers take a lock). ck_ring_valid() compares
+ * c_head with p_head, which only ck's multi-producer enqueue advances; the
+ * single-producer enqueue publishes p_tail, so
  * here the invariant is: size a power of two, mask = size - 1, at most
  * size - 1 entries between c_head and p_tail (unsigned distance: the
  * counters wrap), and every entry a task this test pushed.
@@ -184,7 +185,7 @@ static void test_wraparound(void)
 	CHECK_EQ(w->ctr[MYRIAD_CTR_OVERFLOWS], 0);
 #endif
 
-	/* The same on the inject ring, whose MPMC enqueue keeps p_head. */
+	/* The same on the inject ring (single producer at a time, too). */
 	next = 0;
 	for (round = 0; round < 8 * IC / (IC > 64 ? 64 : 1) + 7; round++) {
 		k = 1 + round % (IC - 1);
@@ -192,7 +193,7 @@ static void test_wraparound(void)
 		for (i = 0; i < k; i++)
 			inject_push(&rt->inject, &tasks[(next++) % ntasks]);
 		CHECK_EQ(inject_len(&rt->inject), k);
-		CHECK(ck_ring_valid(&rt->inject.ring),
+		CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf),
 		      "round %u: ck_ring_valid on the inject ring", round);
 		CHECK_EQ(atomic_load(&rt->inject.olen), 0);
 		for (i = 0; i < k; i++) {
@@ -202,7 +203,7 @@ static void test_wraparound(void)
 		}
 		CHECK(inject_pop(&rt->inject) == NULL, "inject empty");
 	}
-	CHECK(ck_ring_valid(&rt->inject.ring), "inject ring valid at the end");
+	CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf), "inject ring valid at the end");
 	fake_rt_free(rt);
 }
 
@@ -259,7 +260,7 @@ static void test_overflow(void)
 	CHECK(list_used, "pushing %zu tasks spilled into the inject overflow "
 	      "list", total);
 	CHECK_EQ(lq_len(w) + inject_len(&rt->inject), total);
-	CHECK(ck_ring_valid(&rt->inject.ring), "inject ring valid when full");
+	CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf), "inject ring valid when full");
 	CHECK(lq_ring_valid(&w->ring, w->buf), "local ring valid when full");
 	/* Each queue gives its tasks oldest first. */
 	while ((t = lq_pop(w))) {
@@ -664,7 +665,7 @@ static void test_stress(unsigned nthieves, size_t n)
 	for (i = 0; i <= nthieves; i++)
 		CHECK(lq_ring_valid(&rt->workers[i].ring, rt->workers[i].buf),
 		      "worker %u ring valid after the stress", i);
-	CHECK(ck_ring_valid(&rt->inject.ring), "inject ring valid");
+	CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf), "inject ring valid");
 	free(s);
 	free(th);
 	fake_rt_free(rt);
