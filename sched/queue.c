@@ -101,6 +101,9 @@ static void spill(struct worker *w, unsigned n)
 {
 	unsigned room = MYRIAD_LQ_CAP - 1 - ck_ring_size(&w->ring), i;
 
+	/* Children of the running step become stealable: count them first. */
+	join_flush(w);
+
 	if (n > room)
 		n = room ? room : 1;
 	for (i = 0; i < n; i++)

@@ -155,6 +155,13 @@ struct worker {
 	bool joined;			/* the step's join returned 0 ... */
 	struct myriad_task *joined_head; /* ... over children from here on */
 	unsigned slot_streak;		/* LIFO-slot runs in a row */
+	/*
+	 * Children the running step spawned and has not yet added to its
+	 * join count (task.c step 5): added by the step's closing
+	 * compare-and-swap, or earlier by join_flush() before a child can
+	 * become visible to another thread.
+	 */
+	uint32_t join_pending;
 	bool in_sleepers;		/* guarded by rt->idle.lock */
 	struct myriad_task *current;	/* the task whose step runs */
 	uint64_t rng;
@@ -232,6 +239,7 @@ void task_free(struct myriad_rt *rt, struct worker *w, struct myriad_task *t);
 void task_run(struct worker *w, struct myriad_task *t);
 bool task_wake_prepare(struct myriad_task *t);
 void task_schedule(struct myriad_rt *rt, struct myriad_task *t);
+void join_flush(struct worker *w);
 void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
 			   struct myriad_task *t);
 struct myriad_rt *task_rt(const struct myriad_task *t);

@@ -50,6 +50,13 @@
  *    is never freed) while a child is still about to touch it; the child
  *    only touches the parent again to queue it, and a queued parent cannot
  *    finish before it is dequeued.
+ * 5. A parent counts the children it spawns during a step in its worker
+ *    (join_pending) and adds them to the word in the step's closing
+ *    compare-and-swap: those children sit on the worker's private spawn
+ *    stack and cannot run, let alone finish and decrement, before the
+ *    step ends. Whatever would make one visible to another thread earlier
+ *    (a spill of the stack, the inject queue) first adds the pending count
+ *    with join_flush(), and myriad_task_join() counts it too.
  */
 
 __thread struct worker *sched_cur_worker __attribute__((tls_model("initial-exec")));
@@ -169,6 +176,17 @@ void task_schedule(struct myriad_rt *rt, struct myriad_task *t)
 	notify_one(rt, NULL);
 }
 
+/* Step 5: add the running step's pending children to its join count. */
+void join_flush(struct worker *w)
+{
+	if (w->join_pending && w->current) {
+		atomic_fetch_add_explicit(&w->current->state,
+					  (uint64_t)w->join_pending * TS_JOIN_ONE,
+					  memory_order_relaxed);
+		w->join_pending = 0;
+	}
+}
+
 /*
  * Queue a task just spawned by worker 'w' (of runtime 'rt'): on its spawn
  * stack, unless the policy sends it to the inject queue.
@@ -178,6 +196,7 @@ void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
 {
 	if (unlikely(rt->pol->spawn_place) &&
 	    rt->pol->spawn_place(rt->pctx, w->idx) == MYRIAD_PLACE_INJECT) {
+		join_flush(w);
 		inject_push(&rt->inject, t);
 		w->need_notify = true;
 		return;
@@ -261,8 +280,9 @@ static void child_finished(struct worker *w, struct myriad_task *parent)
 							  memory_order_relaxed))
 			break;
 	}
+	/* Woken by its last child: on the stack, to run next (depth-first). */
 	if ((s & TS_LC_MASK) == TS_IDLE && TS_JOIN(ns) == 0)
-		lq_push_lifo(w, parent);
+		lq_push_stack(w, parent);
 }
 
 /* The task's step returned DONE and its state word says DONE now. */
@@ -289,7 +309,7 @@ static void task_complete(struct worker *w, struct myriad_task *t, uint64_t s)
 
 void task_run(struct worker *w, struct myriad_task *t)
 {
-	uint64_t s, ns;
+	uint64_t s, ns, pend;
 	int r;
 
 	/* The acquire of protocol step 3. */
@@ -312,6 +332,8 @@ void task_run(struct worker *w, struct myriad_task *t)
 		r = t->step(t, task_state(t));
 		w->current = NULL;
 	}
+	pend = (uint64_t)w->join_pending * TS_JOIN_ONE;
+	w->join_pending = 0;
 	/*
 	 * Reap before the state word says DONE: after that a handle's owner
 	 * may free the task. A zero join count stays zero until the task
@@ -321,7 +343,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 		if (unlikely(atomic_load_explicit(&t->wait,
 						  memory_order_acquire)))
 			chan_task_finished(t);
-		if (t->children &&
+		if (t->children && !pend &&
 		    TS_JOIN(atomic_load_explicit(&t->state,
 						 memory_order_acquire)) == 0)
 			reap_children(w, t);
@@ -338,7 +360,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 
 	s = atomic_load_explicit(&t->state, memory_order_relaxed);
 	for (;;) {
-		uint64_t keep = s & ~(uint64_t)(TS_LC_MASK | TF_WOKEN);
+		uint64_t keep = (s & ~(uint64_t)(TS_LC_MASK | TF_WOKEN)) + pend;
 		bool woken = s & TF_WOKEN;
 
 		assert((s & TS_LC_MASK) == TS_SCHEDULED);
@@ -347,7 +369,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 			ns = keep | TS_SCHEDULED;
 			break;
 		case MYRIAD_DONE:
-			if (TS_JOIN(s) == 0) {
+			if (TS_JOIN(keep) == 0) {
 				ns = keep | TS_DONE;
 				break;
 			}
@@ -423,9 +445,8 @@ myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
 		goto err;
 	}
 	if (!(flags & MYRIAD_SPAWN_DETACHED)) {
-		/* Count the child before anyone can run it (step 4). */
-		atomic_fetch_add_explicit(&self->state, TS_JOIN_ONE,
-					  memory_order_relaxed);
+		/* Counted at the end of the step, or before it is seen (5). */
+		w->join_pending++;
 		t->sibling = self->children;
 		self->children = t;
 	}
@@ -447,7 +468,8 @@ int myriad_task_join(myriad_task_t *self)
 	if (unlikely(!is_running_task(w, self)))
 		return -EINVAL;
 	/* Acquire: pairs with the children's release in child_finished. */
-	if (TS_JOIN(atomic_load_explicit(&self->state, memory_order_acquire)))
+	if (w->join_pending ||
+	    TS_JOIN(atomic_load_explicit(&self->state, memory_order_acquire)))
 		return 1;
 	w->joined = true;
 	w->joined_head = self->children;
