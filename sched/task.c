@@ -359,6 +359,20 @@ void task_run(struct worker *w, struct myriad_task *t)
 	}
 
 	s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	/*
+	 * Finished with no children left and no handle: a plain store is
+	 * enough. Nothing can change the word meanwhile except a cancel (a
+	 * finished task keeps the status it finished with) or a wake (a no-op
+	 * on DONE); a handle's release flag, which must not be lost, takes
+	 * the compare-and-swap below.
+	 */
+	if (r == MYRIAD_DONE && !pend && TS_JOIN(s) == 0 &&
+	    !(s & TF_HANDLE)) {
+		ns = (s & ~(uint64_t)(TS_LC_MASK | TF_WOKEN)) | TS_DONE;
+		atomic_store_explicit(&t->state, ns, memory_order_release);
+		task_complete(w, t, ns);
+		return;
+	}
 	for (;;) {
 		uint64_t keep = (s & ~(uint64_t)(TS_LC_MASK | TF_WOKEN)) + pend;
 		bool woken = s & TF_WOKEN;
