@@ -30,7 +30,8 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	r = fib(n);
 	clock_gettime(CLOCK_MONOTONIC, &b);
-	s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+	s = (double)(b.tv_sec - a.tv_sec) +
+	    (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
 	calls = 2 * fib(n + 1) - 1;
 	printf("BASELINE fib-seq n=%d result=%ld calls=%ld wall_s=%.6f ns_per_call=%.2f\n",
 	       n, r, calls, s, s * 1e9 / (double)calls);

@@ -33,7 +33,8 @@ int main(int argc, char **argv)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	(void)sink;
-	s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+	s = (double)(b.tv_sec - a.tv_sec) +
+	    (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
 	printf("BASELINE malloc-loop n=%ld size=%zu wall_s=%.6f ns_per_pair=%.2f\n",
 	       n, size, s, s * 1e9 / (double)n);
 	return 0;

@@ -19,11 +19,11 @@
 
 /* What every workload shares: the count-down and the root's waker. */
 struct bench {
-	_Atomic int64_t left;		/* tasks still to finish */
-	myriad_waker_t root;		/* woken by the last one */
-	struct timespec t0, t1;		/* first spawn, last completion */
-	int64_t n, m;			/* workload parameters */
-	myriad_chan_t **chans;		/* pingpong */
+	_Atomic int64_t left;	/* tasks still to finish */
+	myriad_waker_t root;	/* woken by the last one */
+	struct timespec t0, t1; /* first spawn, last completion */
+	int64_t n, m;		/* workload parameters */
+	myriad_chan_t **chans;	/* pingpong */
 	_Atomic int progress_done;
 };
 
@@ -205,8 +205,8 @@ static int yield_root(myriad_task_t *self, void *p)
 	clock_gettime(CLOCK_MONOTONIC, &B.t0);
 	for (st->i = 0; st->i < B.n; st->i++)
 		myriad_task_spawn(self, yield_step, NULL,
-				  sizeof(struct yielder),
-				  MYRIAD_SPAWN_DETACHED, NULL);
+				  sizeof(struct yielder), MYRIAD_SPAWN_DETACHED,
+				  NULL);
 	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
 	MYRIAD_END(st);
 }
@@ -218,7 +218,7 @@ struct player {
 	int64_t i;
 	int64_t tok;
 	myriad_chan_t *in, *out;
-	bool serve;			/* ping sends first */
+	bool serve; /* ping sends first */
 };
 
 static int player_step(myriad_task_t *self, void *p)
@@ -341,7 +341,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--n"))
 			n = parse_int(a, argv[++i], 0, INT64_C(1) << 40);
 		else if (!strcmp(a, "--tasks"))
-			tasks_opt = parse_int(a, argv[++i], 1, INT64_C(1) << 32);
+			tasks_opt =
+				parse_int(a, argv[++i], 1, INT64_C(1) << 32);
 		else if (!strcmp(a, "--yields"))
 			yields = parse_int(a, argv[++i], 0, INT64_C(1) << 40);
 		else if (!strcmp(a, "--pairs"))

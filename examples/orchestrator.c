@@ -19,7 +19,7 @@ struct tool_req {
 	myriad_chan_t *reply;
 };
 
-static myriad_chan_t *tool_queue;	/* agents -> tool pool */
+static myriad_chan_t *tool_queue; /* agents -> tool pool */
 
 /* The "plan" step: some CPU work (FNV-1a over the agent's notes). */
 static uint64_t plan(uint64_t seed)
@@ -50,7 +50,7 @@ static int tool_step(myriad_task_t *self, void *p)
 	for (;;) {
 		MYRIAD_RECV(st, self, tool_queue, &st->req, rc);
 		if (rc < 0)
-			break;		/* -EPIPE: closed and drained */
+			break; /* -EPIPE: closed and drained */
 		st->answer = st->req.arg * 2 + 1;
 		MYRIAD_SEND(st, self, st->req.reply, &st->answer, rc);
 		if (rc < 0)
@@ -139,7 +139,8 @@ int main(int argc, char **argv)
 	int i, j, r, err;
 
 	if (agents < 1 || steps < 1 || tools < 1) {
-		fprintf(stderr, "usage: orchestrator [AGENTS [STEPS [TOOLS]]]\n");
+		fprintf(stderr,
+			"usage: orchestrator [AGENTS [STEPS [TOOLS]]]\n");
 		return 2;
 	}
 	rt = myriad_rt_create(&o, &err);
@@ -157,20 +158,23 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (i = 0; i < agents; i++)
-		root.replies[i] = myriad_chan_create(rt, sizeof(uint64_t), 1,
-						     &err);
+		root.replies[i] =
+			myriad_chan_create(rt, sizeof(uint64_t), 1, &err);
 	for (i = 0; i < tools; i++)
 		myriad_rt_spawn(rt, tool_step, NULL, sizeof(struct tool), NULL);
 
 	r = myriad_rt_block_on(rt, orch_step, &root, sizeof(root), &total);
-	myriad_chan_close(tool_queue);	/* the tool tasks finish */
+	myriad_chan_close(tool_queue); /* the tool tasks finish */
 
 	for (i = 0; i < agents; i++)
 		for (j = 0; j < steps; j++)
 			expect += (int64_t)((plan((uint64_t)i * 1000 + j) &
-					     0xffff) * 2 + 1);
+					     0xffff) *
+						    2 +
+					    1);
 	printf("orchestrator: %d agents x %d steps on %d workers: total %" PRId64
-	       " (%s)\n", agents, steps, myriad_rt_workers(rt), total,
+	       " (%s)\n",
+	       agents, steps, myriad_rt_workers(rt), total,
 	       r == 0 && total == expect ? "ok" : "WRONG");
 
 	/* Stop the workers, then free the channels, then the runtime. */

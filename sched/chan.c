@@ -47,7 +47,7 @@ struct myriad_chan {
 	struct myriad_rt *rt;
 	size_t esz, cap, head, count;
 	bool closed;
-	size_t refs;		/* tasks whose 'wait' names this channel */
+	size_t refs; /* tasks whose 'wait' names this channel */
 	unsigned char *buf;
 	struct waitq sendq, recvq;
 };
@@ -122,9 +122,8 @@ static struct myriad_task *pop_waiter(struct waitq *q)
  * the task is about to try the same operation again, so a wake it got need
  * not be passed on. Returns a task to queue after unlocking, or NULL.
  */
-static struct myriad_task *deregister_locked(struct myriad_chan *ch,
-					     struct myriad_task *t,
-					     bool retrying)
+static struct myriad_task *
+deregister_locked(struct myriad_chan *ch, struct myriad_task *t, bool retrying)
 {
 	uintptr_t w = atomic_load_explicit(&t->wait, memory_order_relaxed);
 	struct waitq *q = (w & CW_RECV) ? &ch->recvq : &ch->sendq;

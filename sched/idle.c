@@ -31,7 +31,8 @@ void idle_fini(struct idle *id)
  */
 bool idle_try_searching(struct myriad_rt *rt)
 {
-	uint32_t s = atomic_load_explicit(&rt->idle.state, memory_order_seq_cst);
+	uint32_t s =
+		atomic_load_explicit(&rt->idle.state, memory_order_seq_cst);
 
 	if (2 * IDLE_SEARCHING(s) >= rt->nworkers)
 		return false;
@@ -103,8 +104,8 @@ bool idle_unpark_self(struct myriad_rt *rt, struct worker *w)
  */
 int idle_take_sleeper(struct myriad_rt *rt)
 {
-	unsigned active = atomic_load_explicit(&rt->active,
-					       memory_order_relaxed);
+	unsigned active =
+		atomic_load_explicit(&rt->active, memory_order_relaxed);
 	uint32_t s;
 	int idx = -1;
 	unsigned i;

@@ -93,10 +93,11 @@ struct myriad_task *inject_pop(struct inject *q)
 		q->ohead = t->next;
 		if (!q->ohead)
 			q->otail = NULL;
-		atomic_store_explicit(&q->olen,
-				      atomic_load_explicit(&q->olen,
-							   memory_order_relaxed) - 1,
-				      memory_order_release);
+		atomic_store_explicit(
+			&q->olen,
+			atomic_load_explicit(&q->olen, memory_order_relaxed) -
+				1,
+			memory_order_release);
 	}
 	spin_unlock(&q->lock);
 	return t;

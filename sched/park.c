@@ -41,8 +41,8 @@
  *    duplicate wake completion is harmless and is simply reaped.
  */
 
-#define UD_WAKE 1ull		/* a wake posted to a sleeping ring */
-#define UD_MSG_SENT 2ull	/* our MSG_RING itself, only on failure */
+#define UD_WAKE 1ull	 /* a wake posted to a sleeping ring */
+#define UD_MSG_SENT 2ull /* our MSG_RING itself, only on failure */
 
 int park_ring_init(struct worker *w)
 {
@@ -89,7 +89,8 @@ void park_reap(struct worker *w)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
-	io_uring_for_each_cqe(&w->uring, head, cqe) {
+	io_uring_for_each_cqe(&w->uring, head, cqe)
+	{
 		if (cqe->user_data >= UD_MSG_SENT && cqe->res < 0) {
 			/* A wake we sent failed to post: send it again. */
 			unsigned target = (unsigned)(cqe->user_data >> 8);
@@ -100,7 +101,9 @@ void park_reap(struct worker *w)
 
 				if (sqe) {
 					io_uring_prep_msg_ring(
-						sqe, w->rt->workers[target].uring.ring_fd,
+						sqe,
+						w->rt->workers[target]
+							.uring.ring_fd,
 						0, UD_WAKE, 0);
 					sqe->user_data = cqe->user_data;
 					sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -131,8 +134,7 @@ static void send_wake(struct io_uring *ring, struct worker *target)
 	io_uring_submit(ring);
 }
 
-static void wake_worker(struct myriad_rt *rt, struct worker *from,
-			unsigned idx)
+static void wake_worker(struct myriad_rt *rt, struct worker *from, unsigned idx)
 {
 	struct worker *target = &rt->workers[idx];
 
@@ -182,7 +184,8 @@ void notify_one(struct myriad_rt *rt, struct worker *from)
  */
 void notify_local(struct myriad_rt *rt, struct worker *w)
 {
-	uint32_t s = atomic_load_explicit(&rt->idle.state, memory_order_relaxed);
+	uint32_t s =
+		atomic_load_explicit(&rt->idle.state, memory_order_relaxed);
 
 	if (IDLE_SEARCHING(s) != 0 || IDLE_UNPARKED(s) >= rt->nworkers)
 		return;

@@ -18,8 +18,8 @@
 /* ---- how many workers ---- */
 
 /* Does the caller's options struct reach 'field'? (fields past sz: default) */
-#define OPT_HAS(o, field)                                                     \
-	((o) && (o)->sz >= offsetof(struct myriad_rt_opts, field) +          \
+#define OPT_HAS(o, field)                                           \
+	((o) && (o)->sz >= offsetof(struct myriad_rt_opts, field) + \
 				   sizeof((o)->field))
 
 /*
@@ -64,7 +64,8 @@ static int parse_cpu_max(const char *s, unsigned *cpus)
 	if (period == 0 || quota == 0)
 		return -EINVAL;
 	quota = (quota + period - 1) / period;
-	*cpus = quota > MYRIAD_WORKERS_MAX ? MYRIAD_WORKERS_MAX : (unsigned)quota;
+	*cpus = quota > MYRIAD_WORKERS_MAX ? MYRIAD_WORKERS_MAX
+					   : (unsigned)quota;
 	return 0;
 }
 
@@ -137,7 +138,7 @@ static int count_workers(const struct myriad_rt_opts *o, unsigned *out)
 	if (n < 1)
 		n = 1;
 	cmax = (OPT_HAS(o, cpu_max) && o->cpu_max) ? o->cpu_max
-						    : getenv("MYRIAD_CPU_MAX");
+						   : getenv("MYRIAD_CPU_MAX");
 	if (cmax) {
 		r = parse_cpu_max(cmax, &q);
 		if (r < 0)
@@ -422,7 +423,8 @@ int myriad_rt_spawn(myriad_rt_t *rt, myriad_step_fn fn, const void *init,
 	if (!t)
 		return -ENOMEM;
 	if (handle) {
-		atomic_fetch_add_explicit(&rt->handles, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&rt->handles, 1,
+					  memory_order_relaxed);
 		*handle = t;
 	}
 	if (w) {
@@ -434,8 +436,7 @@ int myriad_rt_spawn(myriad_rt_t *rt, myriad_step_fn fn, const void *init,
 	return 0;
 }
 
-int myriad_handle_join(myriad_handle_t *h, int64_t *result,
-		       int64_t timeout_ns)
+int myriad_handle_join(myriad_handle_t *h, int64_t *result, int64_t timeout_ns)
 {
 	struct myriad_rt *rt;
 	struct worker *w = cur_worker();
@@ -510,8 +511,10 @@ int myriad_handle_release(myriad_handle_t *h)
 				     memory_order_acq_rel);
 	/* If the task finished first, it left the freeing to us. */
 	if ((s & TS_LC_MASK) == TS_DONE)
-		task_free(rt, cur_worker() && cur_worker()->rt == rt ?
-				      cur_worker() : NULL, h);
+		task_free(rt,
+			  cur_worker() && cur_worker()->rt == rt ? cur_worker()
+								 : NULL,
+			  h);
 	atomic_fetch_sub_explicit(&rt->handles, 1, memory_order_release);
 	return 0;
 }

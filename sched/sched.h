@@ -52,19 +52,19 @@ static_assert((MYRIAD_INJECT_CAP & (MYRIAD_INJECT_CAP - 1)) == 0,
  * finished meanwhile (see task.c).
  */
 enum task_lifecycle {
-	TS_IDLE = 0,      /* pending: not queued, not running */
+	TS_IDLE = 0,	  /* pending: not queued, not running */
 	TS_SCHEDULED = 1, /* in exactly one queue, or running */
-	TS_DONE = 2,      /* finished */
+	TS_DONE = 2,	  /* finished */
 	TS_LC_MASK = 3,
 };
 
 enum task_flag {
-	TF_WOKEN = 1u << 2,       /* woken while scheduled: run once more */
-	TF_CANCELLED = 1u << 3,   /* cancel requested */
+	TF_WOKEN = 1u << 2,	  /* woken while scheduled: run once more */
+	TF_CANCELLED = 1u << 3,	  /* cancel requested */
 	TF_CANCEL_SEEN = 1u << 4, /* the runtime propagated it to children */
-	TF_ZOMBIE = 1u << 5,      /* step returned DONE, children still run */
-	TF_CHILD = 1u << 6,       /* 'up' is the parent, else the runtime */
-	TF_HANDLE = 1u << 7,      /* a handle holds a reference */
+	TF_ZOMBIE = 1u << 5,	  /* step returned DONE, children still run */
+	TF_CHILD = 1u << 6,	  /* 'up' is the parent, else the runtime */
+	TF_HANDLE = 1u << 7,	  /* a handle holds a reference */
 	TF_HANDLE_GONE = 1u << 8, /* ... and has released it */
 };
 
@@ -79,14 +79,14 @@ enum task_flag {
  * 64 bytes: ten million parked tasks cost 640 MB of headers.
  */
 struct myriad_task {
-	_Atomic uint64_t state;		/* lifecycle, flags, join count */
+	_Atomic uint64_t state; /* lifecycle, flags, join count */
 	myriad_step_fn step;
 	/* TF_CHILD: the parent task; otherwise the runtime. */
 	void *up;
-	struct myriad_task *children;	/* head of my children list */
-	struct myriad_task *sibling;	/* next child of my parent */
-	struct myriad_task *next;	/* inject overflow list link */
-	_Atomic uintptr_t wait;		/* channel waited on | TW_RECV */
+	struct myriad_task *children; /* head of my children list */
+	struct myriad_task *sibling;  /* next child of my parent */
+	struct myriad_task *next;     /* inject overflow list link */
+	_Atomic uintptr_t wait;	      /* channel waited on | TW_RECV */
 	int64_t result;
 };
 static_assert(sizeof(struct myriad_task) == 64, "task header is 64 bytes");
@@ -115,16 +115,17 @@ struct idle {
 } __attribute__((aligned(CACHELINE)));
 
 #define IDLE_UNPARKED_ONE (1u << 16)
-#define IDLE_SEARCHING(s) ((s) & 0xffffu)
+#define IDLE_SEARCHING(s) ((s)&0xffffu)
 #define IDLE_UNPARKED(s) ((s) >> 16)
 
 /* Cheap per-worker counters; written by the owner only. */
 #if MYRIAD_COUNTERS
-#define CTR_ADD(w, c, n)                                                      \
-	atomic_store_explicit(&(w)->ctr[c],                                   \
-			      atomic_load_explicit(&(w)->ctr[c],             \
-						   memory_order_relaxed) + (n), \
-			      memory_order_relaxed)
+#define CTR_ADD(w, c, n)                                                   \
+	atomic_store_explicit(                                             \
+		&(w)->ctr[c],                                              \
+		atomic_load_explicit(&(w)->ctr[c], memory_order_relaxed) + \
+			(n),                                               \
+		memory_order_relaxed)
 #else
 #define CTR_ADD(w, c, n) ((void)0)
 #endif
@@ -133,28 +134,29 @@ struct idle {
 /* Owner-written, anyone-read counter: plain stores, no RMW. */
 static inline void own_add(_Atomic int64_t *v, int64_t n)
 {
-	atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n,
+	atomic_store_explicit(v,
+			      atomic_load_explicit(v, memory_order_relaxed) + n,
 			      memory_order_relaxed);
 }
 
 struct worker {
 	/* Read by thieves. */
-	struct ck_ring ring;		/* local run queue, SPMC */
+	struct ck_ring ring; /* local run queue, SPMC */
 	ck_ring_buffer_t *buf;
 	_Atomic(struct myriad_task *) lifo; /* stealable LIFO slot */
 
 	/* Owner only. */
 	struct myriad_rt *rt __attribute__((aligned(CACHELINE)));
 	unsigned idx;
-	unsigned stack_n;		/* tasks on the spawn stack */
+	unsigned stack_n; /* tasks on the spawn stack */
 	unsigned lifo_streak;
 	uint32_t tick;
-	int budget;			/* cooperative budget of this step */
+	int budget; /* cooperative budget of this step */
 	bool searching;
-	bool need_notify;		/* work entered the ring this step */
-	bool joined;			/* the step's join returned 0 ... */
+	bool need_notify;		 /* work entered the ring this step */
+	bool joined;			 /* the step's join returned 0 ... */
 	struct myriad_task *joined_head; /* ... over children from here on */
-	unsigned slot_streak;		/* LIFO-slot runs in a row */
+	unsigned slot_streak;		 /* LIFO-slot runs in a row */
 	/*
 	 * Children the running step spawned and has not yet added to its
 	 * join count (task.c step 5): added by the step's closing
@@ -162,22 +164,22 @@ struct worker {
 	 * become visible to another thread.
 	 */
 	uint32_t join_pending;
-	bool in_sleepers;		/* guarded by rt->idle.lock */
-	struct myriad_task *current;	/* the task whose step runs */
+	bool in_sleepers;	     /* guarded by rt->idle.lock */
+	struct myriad_task *current; /* the task whose step runs */
 	uint64_t rng;
-	int alloc_flags;		/* MALLOCX_ARENA | MALLOCX_TCACHE */
-	int free_flags;			/* MALLOCX_TCACHE */
+	int alloc_flags; /* MALLOCX_ARENA | MALLOCX_TCACHE */
+	int free_flags;	 /* MALLOCX_TCACHE */
 	unsigned arena, tcache;
 	bool arena_ok, tcache_ok;
 
-	struct io_uring uring;		/* parks here; I/O later */
+	struct io_uring uring; /* parks here; I/O later */
 	bool uring_ok;
 	unsigned uring_flags;
 	pthread_t thread;
 	bool thread_ok;
 	pid_t tid;
 
-	_Atomic int64_t allocs, frees;	/* tasks, for myriad_rt_tasks_live */
+	_Atomic int64_t allocs, frees; /* tasks, for myriad_rt_tasks_live */
 	/* Spawned tasks, newest last: depth-first for fork-join (queue.c). */
 	struct myriad_task *stack[MYRIAD_STACK_CAP];
 #if MYRIAD_COUNTERS
@@ -188,12 +190,12 @@ struct worker {
 struct myriad_rt {
 	unsigned nworkers;
 	struct worker *workers;
-	_Atomic unsigned active;	/* policy's active worker count */
+	_Atomic unsigned active; /* policy's active worker count */
 	struct inject inject;
 	struct idle idle;
 
 	_Atomic bool shutdown;
-	bool stopped;			/* workers joined (owner thread) */
+	bool stopped; /* workers joined (owner thread) */
 	bool destroyed;
 	/* Bumped when a handle task finishes; joiners futex-wait on it. */
 	_Atomic uint32_t done_epoch;
@@ -206,7 +208,7 @@ struct myriad_rt {
 	pthread_mutex_t olock;
 	struct io_uring oring;
 	bool oring_ok;
-	unsigned oarena;		/* tasks spawned from outside */
+	unsigned oarena; /* tasks spawned from outside */
 	bool oarena_ok;
 	_Atomic int64_t oallocs, ofrees;
 

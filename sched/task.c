@@ -59,7 +59,8 @@
  *    with join_flush(), and myriad_task_join() counts it too.
  */
 
-__thread struct worker *sched_cur_worker __attribute__((tls_model("initial-exec")));
+__thread struct worker *sched_cur_worker
+	__attribute__((tls_model("initial-exec")));
 
 struct myriad_rt *task_rt(const struct myriad_task *t)
 {
@@ -86,11 +87,12 @@ struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
 			return NULL;
 		own_add(&w->allocs, 1);
 	} else {
-		t = mallocx(total, MALLOCX_ARENA(rt->oarena) |
-					   MALLOCX_TCACHE_NONE);
+		t = mallocx(total,
+			    MALLOCX_ARENA(rt->oarena) | MALLOCX_TCACHE_NONE);
 		if (unlikely(!t))
 			return NULL;
-		atomic_fetch_add_explicit(&rt->oallocs, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&rt->oallocs, 1,
+					  memory_order_relaxed);
 	}
 	t->step = fn;
 	t->up = up;
@@ -164,7 +166,8 @@ void task_schedule(struct myriad_rt *rt, struct myriad_task *t)
 
 	if (likely(w && w->rt == rt)) {
 		if (unlikely(rt->pol->spawn_place) &&
-		    rt->pol->spawn_place(rt->pctx, w->idx) == MYRIAD_PLACE_INJECT) {
+		    rt->pol->spawn_place(rt->pctx, w->idx) ==
+			    MYRIAD_PLACE_INJECT) {
 			inject_push(&rt->inject, t);
 			w->need_notify = true;
 			return;
@@ -181,7 +184,8 @@ void join_flush(struct worker *w)
 {
 	if (w->join_pending && w->current) {
 		atomic_fetch_add_explicit(&w->current->state,
-					  (uint64_t)w->join_pending * TS_JOIN_ONE,
+					  (uint64_t)w->join_pending *
+						  TS_JOIN_ONE,
 					  memory_order_relaxed);
 		w->join_pending = 0;
 	}
@@ -248,8 +252,8 @@ static void propagate_cancel(struct myriad_task *t)
 	atomic_fetch_or_explicit(&t->state, TF_CANCEL_SEEN,
 				 memory_order_relaxed);
 	for (c = t->children; c; c = c->sibling) {
-		uint64_t s = atomic_load_explicit(&c->state,
-						  memory_order_acquire);
+		uint64_t s =
+			atomic_load_explicit(&c->state, memory_order_acquire);
 
 		if ((s & TS_LC_MASK) == TS_DONE || (s & TF_CANCELLED))
 			continue;
@@ -275,9 +279,9 @@ static void child_finished(struct worker *w, struct myriad_task *parent)
 			else if ((s & TS_LC_MASK) == TS_SCHEDULED)
 				ns |= TF_WOKEN;
 		}
-		if (atomic_compare_exchange_weak_explicit(&parent->state, &s, ns,
-							  memory_order_acq_rel,
-							  memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(
+			    &parent->state, &s, ns, memory_order_acq_rel,
+			    memory_order_relaxed))
 			break;
 	}
 	/* Woken by its last child: on the stack, to run next (depth-first). */
@@ -366,8 +370,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 	 * on DONE); a handle's release flag, which must not be lost, takes
 	 * the compare-and-swap below.
 	 */
-	if (r == MYRIAD_DONE && !pend && TS_JOIN(s) == 0 &&
-	    !(s & TF_HANDLE)) {
+	if (r == MYRIAD_DONE && !pend && TS_JOIN(s) == 0 && !(s & TF_HANDLE)) {
 		ns = (s & ~(uint64_t)(TS_LC_MASK | TF_WOKEN)) | TS_DONE;
 		atomic_store_explicit(&t->state, ns, memory_order_release);
 		task_complete(w, t, ns);
@@ -421,8 +424,8 @@ static inline bool is_running_task(struct worker *w, myriad_task_t *self)
 }
 
 myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
-				 const void *init, size_t size,
-				 unsigned flags, int *err)
+				 const void *init, size_t size, unsigned flags,
+				 int *err)
 {
 	struct worker *w = cur_worker();
 	struct myriad_rt *rt;
@@ -437,7 +440,8 @@ myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
 		goto err;
 	}
 	rt = w->rt;
-	if (unlikely(atomic_load_explicit(&rt->shutdown, memory_order_relaxed))) {
+	if (unlikely(atomic_load_explicit(&rt->shutdown,
+					  memory_order_relaxed))) {
 		e = -ESHUTDOWN;
 		goto err;
 	}
@@ -506,7 +510,9 @@ int myriad_task_status(const myriad_task_t *child)
 	if (!child)
 		return -EINVAL;
 	return (atomic_load_explicit(&child->state, memory_order_relaxed) &
-		TF_CANCELLED) ? -ECANCELED : 0;
+		TF_CANCELLED)
+		       ? -ECANCELED
+		       : 0;
 }
 
 int myriad_task_cancel(myriad_task_t *t)
@@ -532,8 +538,8 @@ int myriad_task_cancel(myriad_task_t *t)
 		if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
 			return 0;
 	} while (!atomic_compare_exchange_weak_explicit(
-			&t->state, &s, s | TF_CANCELLED, memory_order_acq_rel,
-			memory_order_relaxed));
+		&t->state, &s, s | TF_CANCELLED, memory_order_acq_rel,
+		memory_order_relaxed));
 	if (task_wake_prepare(t))
 		task_schedule(rt, t);
 	return 0;

@@ -116,10 +116,12 @@ static struct myriad_task *next_task(struct worker *w)
 static void share_work(struct worker *w)
 {
 	struct myriad_rt *rt = w->rt;
-	uint32_t s = atomic_load_explicit(&rt->idle.state, memory_order_relaxed);
-	bool idle = IDLE_SEARCHING(s) != 0 ||
-		    IDLE_UNPARKED(s) < atomic_load_explicit(&rt->active,
-							    memory_order_relaxed);
+	uint32_t s =
+		atomic_load_explicit(&rt->idle.state, memory_order_relaxed);
+	bool idle =
+		IDLE_SEARCHING(s) != 0 ||
+		IDLE_UNPARKED(s) <
+			atomic_load_explicit(&rt->active, memory_order_relaxed);
 
 	if (!idle)
 		return;
@@ -270,8 +272,9 @@ void *worker_main(void *arg)
 		w->tick++;
 		if (unlikely(w->tick % MAINT_INTERVAL == 0))
 			worker_maintain(w);
-		if (unlikely(w->idx >= atomic_load_explicit(
-					       &rt->active, memory_order_relaxed))) {
+		if (unlikely(w->idx >=
+			     atomic_load_explicit(&rt->active,
+						  memory_order_relaxed))) {
 			park_inactive(w);
 			continue;
 		}

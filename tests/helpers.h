@@ -76,11 +76,11 @@ static inline void t_failf(const char *file, int line, const char *fmt, ...)
 }
 
 /* A condition that must hold; 'fmt' says what came. */
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (!(cond))                                                  \
-			t_failf(__FILE__, __LINE__, "check failed: " #cond    \
-				": " __VA_ARGS__);                            \
+#define CHECK(cond, ...)                                                  \
+	do {                                                              \
+		if (!(cond))                                              \
+			t_failf(__FILE__, __LINE__,                       \
+				"check failed: " #cond ": " __VA_ARGS__); \
 	} while (0)
 
 /* Two integers that must be equal. */
@@ -89,30 +89,30 @@ static inline void t_failf(const char *file, int line, const char *fmt, ...)
 		long long g_ = (long long)(got), w_ = (long long)(want);      \
 		if (g_ != w_)                                                 \
 			t_failf(__FILE__, __LINE__,                           \
-				"%s: expected %lld (%s), got %lld", #got, w_,  \
+				"%s: expected %lld (%s), got %lld", #got, w_, \
 				#want, g_);                                   \
 	} while (0)
 
 /* An error code that must be the expected one (prints the names). */
-#define CHECK_ERR(got, want)                                                  \
-	do {                                                                  \
-		long long g_ = (long long)(got), w_ = (long long)(want);      \
-		if (g_ != w_)                                                 \
-			t_failf(__FILE__, __LINE__,                           \
-				"%s: expected %lld (%s), got %lld (%s)",      \
-				#got, w_, #want, g_,                          \
-				g_ < 0 ? strerror((int)-g_) : "no error");    \
+#define CHECK_ERR(got, want)                                                   \
+	do {                                                                   \
+		long long g_ = (long long)(got), w_ = (long long)(want);       \
+		if (g_ != w_)                                                  \
+			t_failf(__FILE__, __LINE__,                            \
+				"%s: expected %lld (%s), got %lld (%s)", #got, \
+				w_, #want, g_,                                 \
+				g_ < 0 ? strerror((int)-g_) : "no error");     \
 	} while (0)
 
 /* A check whose failure makes going on pointless. */
-#define REQUIRE(cond, ...)                                                    \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			t_failf(__FILE__, __LINE__, "required: " #cond ": "   \
-				__VA_ARGS__);                                 \
-			fflush(stderr);                                       \
-			_exit(T_FAIL);                                        \
-		}                                                             \
+#define REQUIRE(cond, ...)                                            \
+	do {                                                          \
+		if (!(cond)) {                                        \
+			t_failf(__FILE__, __LINE__,                   \
+				"required: " #cond ": " __VA_ARGS__); \
+			fflush(stderr);                               \
+			_exit(T_FAIL);                                \
+		}                                                     \
 	} while (0)
 
 static inline void t_skip(const char *why)

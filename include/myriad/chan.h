@@ -24,8 +24,7 @@ typedef struct myriad_chan myriad_chan_t;
  * elem_size 0 or over MYRIAD_CHAN_ELEM_MAX, capacity 0 or over
  * MYRIAD_CHAN_CAP_MAX), -ENOMEM. 'err' may be NULL.
  */
-MYRIAD_API myriad_chan_t *myriad_chan_create(myriad_rt_t *rt,
-					     size_t elem_size,
+MYRIAD_API myriad_chan_t *myriad_chan_create(myriad_rt_t *rt, size_t elem_size,
 					     size_t capacity, int *err);
 
 /*

@@ -36,6 +36,8 @@
  * suspension macro per source line, and no suspension macro inside a
  * switch statement of your own.
  */
+/* The macros' layout is part of their readability. */
+/* clang-format off */
 #define MYRIAD_CORO_FIELD int myriad_pc_
 
 #if defined(__GNUC__) && __GNUC__ >= 7 || defined(__clang__)
@@ -96,5 +98,7 @@
 		if ((rc) == -EAGAIN)                                          \
 			return MYRIAD_PENDING;                                \
 	} while (0)
+
+/* clang-format on */
 
 #endif

@@ -15,15 +15,15 @@ extern "C" {
 
 /* Where a new task goes (answer of spawn_place). */
 enum myriad_place {
-	MYRIAD_PLACE_LOCAL = 0,	/* the spawning worker's own queue */
-	MYRIAD_PLACE_INJECT = 1,	/* the global inject queue: any worker */
+	MYRIAD_PLACE_LOCAL = 0,	 /* the spawning worker's own queue */
+	MYRIAD_PLACE_INJECT = 1, /* the global inject queue: any worker */
 };
 
 /* What the runtime tells a policy when it starts. */
 struct myriad_policy_env {
 	size_t sz;
-	unsigned workers;	/* worker threads */
-	void *arg;		/* myriad_rt_opts.policy_arg */
+	unsigned workers; /* worker threads */
+	void *arg;	  /* myriad_rt_opts.policy_arg */
 };
 
 /*
@@ -32,7 +32,7 @@ struct myriad_policy_env {
  * callbacks may be NULL (the default behaviour is then used).
  */
 struct myriad_policy_ops {
-	size_t sz;		/* sizeof(struct myriad_policy_ops) */
+	size_t sz; /* sizeof(struct myriad_policy_ops) */
 	const char *name;
 
 	/*

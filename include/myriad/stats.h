@@ -14,16 +14,16 @@ extern "C" {
 
 /* One counter per worker for each of these. */
 enum myriad_counter {
-	MYRIAD_CTR_SPAWNED,	/* tasks spawned on this worker */
-	MYRIAD_CTR_RUN,		/* steps run */
-	MYRIAD_CTR_STOLEN,	/* tasks this worker took from others */
-	MYRIAD_CTR_STEAL_FAILS,	/* searches that found nothing */
-	MYRIAD_CTR_PARKS,	/* times this worker went to sleep */
-	MYRIAD_CTR_WAKES,	/* times it was woken by another thread */
-	MYRIAD_CTR_NOTIFIES,	/* wake-ups it sent to sleeping workers */
-	MYRIAD_CTR_INJECT_POLLS,/* tasks taken from the global inject queue */
-	MYRIAD_CTR_LIFO_RUNS,	/* steps run from the LIFO slot */
-	MYRIAD_CTR_OVERFLOWS,	/* local queue spills to the inject queue */
+	MYRIAD_CTR_SPAWNED,	 /* tasks spawned on this worker */
+	MYRIAD_CTR_RUN,		 /* steps run */
+	MYRIAD_CTR_STOLEN,	 /* tasks this worker took from others */
+	MYRIAD_CTR_STEAL_FAILS,	 /* searches that found nothing */
+	MYRIAD_CTR_PARKS,	 /* times this worker went to sleep */
+	MYRIAD_CTR_WAKES,	 /* times it was woken by another thread */
+	MYRIAD_CTR_NOTIFIES,	 /* wake-ups it sent to sleeping workers */
+	MYRIAD_CTR_INJECT_POLLS, /* tasks taken from the global inject queue */
+	MYRIAD_CTR_LIFO_RUNS,	 /* steps run from the LIFO slot */
+	MYRIAD_CTR_OVERFLOWS,	 /* local queue spills to the inject queue */
 	MYRIAD_CTR__COUNT
 };
 

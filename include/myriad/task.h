@@ -66,9 +66,9 @@ enum {
  * -ESHUTDOWN. 'err' may be NULL.
  */
 MYRIAD_API myriad_task_t *myriad_task_spawn(myriad_task_t *self,
-					    myriad_step_fn fn,
-					    const void *init, size_t size,
-					    unsigned flags, int *err);
+					    myriad_step_fn fn, const void *init,
+					    size_t size, unsigned flags,
+					    int *err);
 
 /*
  * Join all of self's children. Returns 0 when every child spawned so far

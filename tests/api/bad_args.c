@@ -56,9 +56,20 @@ static void counting_fini(void *ctx)
 static void test_create(void)
 {
 	static const char *bad_cpu_max[] = {
-		"abc", "0 100000", "100000 0", "-5", "", " ", "1.5 100000",
-		"max100000", "150000 100000 7", "150000 abc", "150000x",
-		"99999999999999999999999 100000", "100000 -100000", "0",
+		"abc",
+		"0 100000",
+		"100000 0",
+		"-5",
+		"",
+		" ",
+		"1.5 100000",
+		"max100000",
+		"150000 100000 7",
+		"150000 abc",
+		"150000x",
+		"99999999999999999999999 100000",
+		"100000 -100000",
+		"0",
 	};
 	struct myriad_rt_opts o;
 	struct myriad_policy_ops pol;
@@ -145,19 +156,19 @@ static void test_null_and_outside(void)
 	CHECK_ERR(myriad_handle_cancel(NULL), -EINVAL);
 	CHECK_ERR(myriad_handle_release(NULL), -EINVAL);
 	CHECK_ERR(myriad_rt_tasks_live(NULL), -EINVAL);
-	CHECK_ERR(myriad_rt_counters(NULL, 0, ctr, MYRIAD_CTR__COUNT),
-		  -EINVAL);
+	CHECK_ERR(myriad_rt_counters(NULL, 0, ctr, MYRIAD_CTR__COUNT), -EINVAL);
 	CHECK(myriad_counter_name(MYRIAD_CTR__COUNT) == NULL,
 	      "counter name out of range");
 	CHECK(myriad_counter_name(UINT32_MAX) == NULL, "counter name");
 	CHECK(myriad_counter_name(MYRIAD_CTR_SPAWNED) &&
-	      !strcmp(myriad_counter_name(MYRIAD_CTR_SPAWNED), "spawned"),
+		      !strcmp(myriad_counter_name(MYRIAD_CTR_SPAWNED),
+			      "spawned"),
 	      "counter 0 is 'spawned'");
 
 	/* Task calls outside any task. */
 	err = 0;
 	CHECK(myriad_task_spawn(NULL, noop_step, NULL, 0, 0, &err) == NULL &&
-	      err == -EINVAL,
+		      err == -EINVAL,
 	      "task_spawn(NULL self): expected NULL/-EINVAL, got %d", err);
 	CHECK(myriad_task_spawn(NULL, noop_step, NULL, 0, 0, NULL) == NULL,
 	      "task_spawn(NULL self, err NULL)");
@@ -195,10 +206,14 @@ static void test_with_rt(void)
 	static const struct {
 		size_t esz, cap;
 	} bad[] = {
-		{ 0, 1 }, { 8, 0 }, { 0, 0 },
+		{ 0, 1 },
+		{ 8, 0 },
+		{ 0, 0 },
 		{ MYRIAD_CHAN_ELEM_MAX + 1, 1 },
 		{ 8, (size_t)MYRIAD_CHAN_CAP_MAX + 1 },
-		{ SIZE_MAX, 1 }, { 8, SIZE_MAX }, { SIZE_MAX, SIZE_MAX },
+		{ SIZE_MAX, 1 },
+		{ 8, SIZE_MAX },
+		{ SIZE_MAX, SIZE_MAX },
 	};
 	uint64_t ctr[MYRIAD_CTR__COUNT + 4];
 	myriad_handle_t *h = (myriad_handle_t *)&h;
@@ -219,9 +234,9 @@ static void test_with_rt(void)
 		  -EINVAL);
 	CHECK_ERR(myriad_rt_block_on(rt, NULL, NULL, 0, NULL), -EINVAL);
 	/* The largest state is fine. */
-	CHECK_EQ(myriad_rt_block_on(rt, noop_step, NULL, MYRIAD_STATE_MAX,
-				    NULL),
-		 0);
+	CHECK_EQ(
+		myriad_rt_block_on(rt, noop_step, NULL, MYRIAD_STATE_MAX, NULL),
+		0);
 
 	CHECK_ERR(myriad_rt_counters(rt, (unsigned)n, ctr, MYRIAD_CTR__COUNT),
 		  -EINVAL);
@@ -258,7 +273,7 @@ static void test_with_rt(void)
 	CHECK_ERR(myriad_chan_send(h, ch, &v), -EINVAL);
 	CHECK_ERR(myriad_chan_recv(h, ch, &v), -EINVAL);
 	CHECK(myriad_task_spawn(h, noop_step, NULL, 0, 0, &err) == NULL &&
-	      err == -EINVAL,
+		      err == -EINVAL,
 	      "task_spawn from outside: %d", err);
 	CHECK_ERR(myriad_task_join(h), -EINVAL);
 	w = myriad_task_waker(h);
@@ -274,8 +289,8 @@ static void test_with_rt(void)
 /* ---- calls from inside a task ---- */
 
 struct inside {
-	myriad_handle_t *other;		/* a task of the same runtime */
-	myriad_handle_t *foreign;	/* a task of another runtime */
+	myriad_handle_t *other;	  /* a task of the same runtime */
+	myriad_handle_t *foreign; /* a task of another runtime */
 	myriad_chan_t *ch;
 	int done;
 };
@@ -292,7 +307,7 @@ static int inside_step(myriad_task_t *self, void *p)
 
 	CHECK(myriad_current_rt() == rt, "current_rt inside a task");
 	CHECK(myriad_current_worker() >= 0 &&
-	      myriad_current_worker() < myriad_rt_workers(rt),
+		      myriad_current_worker() < myriad_rt_workers(rt),
 	      "current_worker: %d", myriad_current_worker());
 	/* Blocking calls on the own runtime from a worker: -EDEADLK. */
 	CHECK_ERR(myriad_handle_join(st->other, &res, -1), -EDEADLK);
@@ -301,29 +316,28 @@ static int inside_step(myriad_task_t *self, void *p)
 	CHECK_ERR(myriad_rt_shutdown(rt), -EDEADLK);
 	CHECK_ERR(myriad_rt_destroy(rt), -EDEADLK);
 	/* A task of another runtime may be joined from here. */
-	CHECK_EQ(myriad_handle_join(st->foreign, &res, t_join_timeout_ns()),
-		 0);
+	CHECK_EQ(myriad_handle_join(st->foreign, &res, t_join_timeout_ns()), 0);
 
 	/* Spawn. */
 	err = 0;
 	CHECK(myriad_task_spawn(self, NULL, NULL, 0, 0, &err) == NULL &&
-	      err == -EINVAL,
+		      err == -EINVAL,
 	      "spawn NULL fn: %d", err);
 	err = 0;
 	CHECK(myriad_task_spawn(self, noop_step, NULL,
 				(size_t)MYRIAD_STATE_MAX + 1, 0,
 				&err) == NULL &&
-	      err == -EINVAL,
+		      err == -EINVAL,
 	      "spawn state too big: %d", err);
 	err = 0;
 	CHECK(myriad_task_spawn(self, noop_step, NULL, 0, 1u << 7, &err) ==
 			      NULL &&
-	      err == -EINVAL,
+		      err == -EINVAL,
 	      "spawn unknown flags: %d", err);
 	err = 0;
 	CHECK(myriad_task_spawn(st->other, noop_step, NULL, 0, 0, &err) ==
 			      NULL &&
-	      err == -EINVAL,
+		      err == -EINVAL,
 	      "spawn as another task: %d", err);
 	CHECK_ERR(myriad_task_join(st->other), -EINVAL);
 	CHECK_EQ(myriad_task_join(self), 0); /* no children */
@@ -351,9 +365,9 @@ static int inside_step(myriad_task_t *self, void *p)
 	c = myriad_task_spawn(self, noop_step, NULL, 0, 0, &err);
 	CHECK(c != NULL && err == 0, "a good spawn sets *err to 0: %d", err);
 	err = 12345;
-	CHECK(myriad_task_spawn(self, noop_step, NULL, 0,
-				MYRIAD_SPAWN_DETACHED, &err) == NULL &&
-	      err == 0,
+	CHECK(myriad_task_spawn(self, noop_step, NULL, 0, MYRIAD_SPAWN_DETACHED,
+				&err) == NULL &&
+		      err == 0,
 	      "a good detached spawn: NULL with *err 0, got %d", err);
 	atomic_store(&inside_checked, 1);
 	return MYRIAD_DONE;
@@ -417,8 +431,7 @@ static void test_after_shutdown(void)
 		t_sleep_ms(1);
 	CHECK_EQ(myriad_rt_shutdown(rt), 0);
 	CHECK_ERR(myriad_rt_spawn(rt, noop_step, NULL, 0, NULL), -ESHUTDOWN);
-	CHECK_ERR(myriad_rt_block_on(rt, noop_step, NULL, 0, &res),
-		  -ESHUTDOWN);
+	CHECK_ERR(myriad_rt_block_on(rt, noop_step, NULL, 0, &res), -ESHUTDOWN);
 	CHECK_ERR(myriad_waker_wake(pw.w), -ESHUTDOWN);
 	CHECK_ERR(myriad_handle_join(h, &res, -1), -ESHUTDOWN);
 	CHECK_EQ(myriad_handle_cancel(h), 0);

@@ -180,14 +180,17 @@ int main(int argc, char **argv)
 	REQUIRE(myriad_rt_spawn(rt, root_step, &root, sizeof(root), &h) == 0,
 		"spawn");
 	/* The collector waits for 'go': the root cannot finish yet. */
-	REQUIRE(t_wait_until(waiting, NULL, 40), "the collector got all values");
+	REQUIRE(t_wait_until(waiting, NULL, 40),
+		"the collector got all values");
 	CHECK_ERR(myriad_handle_join(h, &res, 1000000), -ETIMEDOUT);
 	atomic_store(&go, 1);
 	r = myriad_waker_wake(collector_waker);
 	CHECK(r == 0 || r == 1, "wake: %d", r);
 	CHECK_EQ(t_join(h, &res, "pipeline"), 0);
-	CHECK(res == want, "sum of squares 1..%" PRId64 ": expected %" PRId64
-	      ", got %" PRId64, n, want, res);
+	CHECK(res == want,
+	      "sum of squares 1..%" PRId64 ": expected %" PRId64
+	      ", got %" PRId64,
+	      n, want, res);
 	CHECK_EQ(atomic_load(&yields_done), n);
 	/* Every value costs a mapper at least a join and a yield resume. */
 	CHECK(atomic_load(&mapper_steps) >= 2 * n,

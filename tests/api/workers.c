@@ -119,7 +119,8 @@ int main(int argc, char **argv)
 	setenv("MYRIAD_CPU_MAX", "150000 100000", 1);
 	expect_workers(NULL, min_int(aff, 2), "MYRIAD_CPU_MAX=150000 100000");
 	o = opts(0, "max 100000");
-	expect_workers(&o, aff, "MYRIAD_CPU_MAX=150000 100000, "
+	expect_workers(&o, aff,
+		       "MYRIAD_CPU_MAX=150000 100000, "
 		       "opts.cpu_max \"max 100000\"");
 	setenv("MYRIAD_CPU_MAX", "max 100000", 1);
 	expect_workers(NULL, aff, "MYRIAD_CPU_MAX=max 100000");
@@ -161,11 +162,13 @@ int main(int argc, char **argv)
 	 */
 	o = opts(0, "abc");
 	o.sz = offsetof(struct myriad_rt_opts, cpu_max);
-	expect_workers(&o, aff, "opts.sz ends before cpu_max, which holds "
+	expect_workers(&o, aff,
+		       "opts.sz ends before cpu_max, which holds "
 		       "\"abc\" (must be ignored)");
 	o = opts(0, "50000 100000");
 	o.sz = offsetof(struct myriad_rt_opts, cpu_max);
-	expect_workers(&o, aff, "opts.sz ends before cpu_max, which holds "
+	expect_workers(&o, aff,
+		       "opts.sz ends before cpu_max, which holds "
 		       "\"50000 100000\" (must be ignored)");
 	return t_result();
 }

@@ -9,7 +9,7 @@
 #include "helpers.h"
 
 static myriad_rt_t *rt;
-static myriad_chan_t *never;	/* nothing is ever sent on it */
+static myriad_chan_t *never; /* nothing is ever sent on it */
 
 static _Atomic int started, saw_cancel, recv_ecanceled, post_ok, post_spawned;
 static _Atomic int total_tasks;
@@ -19,7 +19,7 @@ enum kind { WAITER, YIELDER, MID };
 struct node {
 	MYRIAD_CORO_FIELD;
 	int kind;
-	int depth;		/* MID: levels below */
+	int depth; /* MID: levels below */
 	int saw;
 	int64_t v;
 	myriad_task_t *c[4];
@@ -74,11 +74,11 @@ static int node_step(myriad_task_t *self, void *p)
 	/* MID: a waiter, a yielder and (if deep enough) another MID. */
 	memset(&c, 0, sizeof(c));
 	c.kind = WAITER;
-	st->c[st->nc++] = myriad_task_spawn(self, node_step, &c, sizeof(c), 0,
-					    NULL);
+	st->c[st->nc++] =
+		myriad_task_spawn(self, node_step, &c, sizeof(c), 0, NULL);
 	c.kind = YIELDER;
-	st->c[st->nc++] = myriad_task_spawn(self, node_step, &c, sizeof(c), 0,
-					    NULL);
+	st->c[st->nc++] =
+		myriad_task_spawn(self, node_step, &c, sizeof(c), 0, NULL);
 	if (st->depth > 0) {
 		c.kind = MID;
 		c.depth = st->depth - 1;
@@ -96,7 +96,7 @@ static int node_step(myriad_task_t *self, void *p)
 	MYRIAD_WAIT_UNTIL(st, myriad_task_cancelled(self));
 	note_cancel(self, st);
 	CHECK(st->saw, "a MID task woken before its children finished must "
-	      "have been cancelled");
+		       "have been cancelled");
 	/* A child spawned now starts cancelled. */
 	st->post = myriad_task_spawn(self, post_step, NULL, 0, 0, NULL);
 	CHECK(st->post != NULL, "spawn after cancel");
@@ -192,7 +192,7 @@ static int parent_step(myriad_task_t *self, void *p)
 	CHECK_EQ(myriad_task_status(st->ok), 0);
 	CHECK_EQ(myriad_task_result(st->ok), 5);
 	CHECK(!myriad_task_cancelled(self), "cancelling children leaves the "
-	      "parent uncancelled");
+					    "parent uncancelled");
 	myriad_task_set_result(self, 1);
 	MYRIAD_END(st);
 }
@@ -242,7 +242,8 @@ static int selfc_step(myriad_task_t *self, void *p)
 	/* A detached task is not cancelled with its spawner. */
 	CHECK(myriad_task_spawn(self, detached_step, NULL, 0,
 				MYRIAD_SPAWN_DETACHED, &err) == NULL &&
-	      err == 0, "detached spawn: %d", err);
+		      err == 0,
+	      "detached spawn: %d", err);
 	atomic_store(&post_ok, 0);
 	st->c = myriad_task_spawn(self, post_step, NULL, 0, 0, NULL);
 	MYRIAD_JOIN(st, self);

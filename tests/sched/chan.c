@@ -75,8 +75,10 @@ static int receiver_step(myriad_task_t *self, void *p)
 			break;
 		}
 		if (st->v >= (uint64_t)(SENDERS * per_sender)) {
-			t_failf(__FILE__, __LINE__, "received a value never "
-				"sent: %" PRIu64, st->v);
+			t_failf(__FILE__, __LINE__,
+				"received a value never "
+				"sent: %" PRIu64,
+				st->v);
 			continue;
 		}
 		bit = 1ull << (st->v % 64);
@@ -128,8 +130,8 @@ static void test_many(size_t cap)
 	struct mroot root = { 0 };
 	int err;
 
-	t_phase(cap == 1 ? "many to many, capacity 1" :
-			   "many to many, capacity 64");
+	t_phase(cap == 1 ? "many to many, capacity 1"
+			 : "many to many, capacity 64");
 	per_sender = t_scaled(10000);
 	n = SENDERS * per_sender;
 	bits = calloc((size_t)(n + 63) / 64, sizeof(*bits));
@@ -138,15 +140,16 @@ static void test_many(size_t cap)
 	atomic_store(&dups, 0);
 	mch = myriad_chan_create(rt, sizeof(uint64_t), cap, &err);
 	REQUIRE(mch, "chan_create: %d", err);
-	CHECK_EQ(t_run(rt, mroot_step, &root, sizeof(root), &total, "many"),
-		 0);
+	CHECK_EQ(t_run(rt, mroot_step, &root, sizeof(root), &total, "many"), 0);
 	CHECK_EQ(total, n);
 	CHECK_EQ(atomic_load(&dups), 0);
 	for (i = 0; i < n; i++)
 		if (!(atomic_load(&bits[i / 64]) & (1ull << (i % 64))))
 			missing++;
-	CHECK(missing == 0, "capacity %zu: %" PRId64 " of %" PRId64
-	      " messages never received", cap, missing, n);
+	CHECK(missing == 0,
+	      "capacity %zu: %" PRId64 " of %" PRId64
+	      " messages never received",
+	      cap, missing, n);
 	CHECK_EQ(myriad_chan_len(mch), 0);
 	CHECK_EQ(myriad_chan_destroy(mch), 0);
 	CHECK_EQ(myriad_rt_tasks_live(rt), 0);
@@ -157,10 +160,10 @@ static void test_many(size_t cap)
 
 struct waiter {
 	myriad_chan_t *ch;
-	int send;		/* else receive */
-	int64_t v;		/* to send / received */
+	int send;  /* else receive */
+	int64_t v; /* to send / received */
 	_Atomic int *registered;
-	_Atomic int *abandon;	/* if set when woken: give up the wait */
+	_Atomic int *abandon; /* if set when woken: give up the wait */
 	int reg;
 	int eagain;
 };
@@ -199,8 +202,11 @@ static myriad_handle_t *spawn_waiter(myriad_chan_t *ch, int send, int64_t v,
 				     _Atomic int *registered,
 				     _Atomic int *abandon)
 {
-	struct waiter w = { .ch = ch, .send = send, .v = v,
-			    .registered = registered, .abandon = abandon };
+	struct waiter w = { .ch = ch,
+			    .send = send,
+			    .v = v,
+			    .registered = registered,
+			    .abandon = abandon };
 	myriad_handle_t *h;
 
 	REQUIRE(myriad_rt_spawn(rt, waiter_step, &w, sizeof(w), &h) == 0,
@@ -365,8 +371,8 @@ static void test_pass_on(int by_abandon)
 	int64_t v = 99;
 	int err;
 
-	t_phase(by_abandon ? "abandon passes the wake on" :
-			     "finishing passes the wake on");
+	t_phase(by_abandon ? "abandon passes the wake on"
+			   : "finishing passes the wake on");
 	ch = myriad_chan_create(rt, sizeof(int64_t), 4, &err);
 	REQUIRE(ch, "chan_create");
 	/* r1 queues first, then r2. */
@@ -471,7 +477,8 @@ static int hog_step(myriad_task_t *self, void *p)
 		rc = 0;
 		CHECK(myriad_task_spawn(self, other_step, NULL, 0,
 					MYRIAD_SPAWN_DETACHED, &rc) == NULL &&
-		      rc == 0, "detached spawn");
+			      rc == 0,
+		      "detached spawn");
 	}
 	while (st->i < fair_n) {
 		rc = myriad_chan_send(self, fch, &st->i);
@@ -619,8 +626,7 @@ static void test_budget(void)
 	CHECK_EQ(t_run(rt, xroot_step, &xr, sizeof(xr), NULL, "exchange"), 0);
 	CHECK_EQ(atomic_load(&x_received), x_n);
 	CHECK(t_wait_until(third_ran, NULL, 10), "the third task ran at all");
-	CHECK(atomic_load(&third_saw) >= 0 &&
-	      atomic_load(&third_saw) < x_n,
+	CHECK(atomic_load(&third_saw) >= 0 && atomic_load(&third_saw) < x_n,
 	      "a task spawned during an exchange of %" PRId64
 	      " messages ran only after it (saw %" PRId64 ")",
 	      x_n, atomic_load(&third_saw));

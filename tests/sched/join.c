@@ -285,8 +285,7 @@ static void test_zombie(void)
 	REQUIRE(zch, "chan_create: %d", err);
 	REQUIRE(myriad_rt_spawn(rt, zparent_step, NULL, 0, &h) == 0, "spawn");
 	CHECK(t_wait_until(zstarted_all, NULL, 20),
-	      "all children started: %d of %d", atomic_load(&zstarted),
-	      ZKIDS);
+	      "all children started: %d of %d", atomic_load(&zstarted), ZKIDS);
 	/* Children are blocked: the parent cannot have finished. */
 	r = myriad_handle_join(h, &res, 100 * 1000000);
 	CHECK(r == -ETIMEDOUT,
@@ -375,9 +374,8 @@ static int latejoin_step(myriad_task_t *self, void *p)
 	/* Joined: now spawn b, and let another worker run it meanwhile. */
 	st->b = myriad_task_spawn(self, late_step, NULL, 0, 0, NULL);
 	end = t_now() + 10;
-	while (t_now() < end &&
-	       !(atomic_load(&late_done) &&
-		 TS_JOIN(atomic_load(&self->state)) == 0)) {
+	while (t_now() < end && !(atomic_load(&late_done) &&
+				  TS_JOIN(atomic_load(&self->state)) == 0)) {
 		atomic_store(&poke_req, 1);
 		t_sleep_ms(1);
 	}
@@ -393,8 +391,8 @@ static int latejoin_step(myriad_task_t *self, void *p)
 		CHECK(found,
 		      "a child spawned after a join (in the same step) that "
 		      "finished before the step returned was freed before "
-		      "its parent joined it (tasks_live %" PRId64
-		      " -> %" PRId64 ")",
+		      "its parent joined it (tasks_live %" PRId64 " -> %" PRId64
+		      ")",
 		      st->live_before, myriad_rt_tasks_live(lrt));
 	} else {
 		printf("late child: the race was not reached (no other "
@@ -435,8 +433,9 @@ static void test_late_child(void)
 	atomic_store(&poke_stop, 1);
 	pthread_join(th, NULL);
 	/* The poker's detached no-op tasks may still be on their way. */
-	CHECK(t_wait_until(lrt_idle, NULL, 10), "tasks_live: expected 0, got %"
-	      PRId64, myriad_rt_tasks_live(lrt));
+	CHECK(t_wait_until(lrt_idle, NULL, 10),
+	      "tasks_live: expected 0, got %" PRId64,
+	      myriad_rt_tasks_live(lrt));
 	CHECK_EQ(myriad_rt_destroy(lrt), 0);
 }
 

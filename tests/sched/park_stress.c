@@ -14,11 +14,11 @@
 #include "helpers.h"
 
 #define RINGS 3
-#define T 3		/* tasks per ring */
+#define T 3 /* tasks per ring */
 
 struct ring {
-	sem_t back;			/* the last task posts here */
-	_Atomic int tok[T];		/* "your turn" flags */
+	sem_t back;	    /* the last task posts here */
+	_Atomic int tok[T]; /* "your turn" flags */
 	_Atomic int ready[T];
 	myriad_waker_t wk[T];
 	myriad_handle_t *h[T];

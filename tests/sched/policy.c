@@ -12,7 +12,7 @@
 
 static unsigned nworkers;
 static _Atomic int init_calls, fini_calls, bad_victim_calls;
-static _Atomic int victim_mode;		/* 0 sane, 1 self, 2 -1, 3 huge */
+static _Atomic int victim_mode; /* 0 sane, 1 self, 2 -1, 3 huge */
 static _Atomic int place_inject;
 static _Atomic unsigned active_want;
 static int arg_cookie;
@@ -43,8 +43,7 @@ static void pol_fini(void *ctx)
 	free(ctx);
 }
 
-static int pol_victim(void *ctx, unsigned self, unsigned attempt,
-		      uint64_t *rng)
+static int pol_victim(void *ctx, unsigned self, unsigned attempt, uint64_t *rng)
 {
 	struct ctx *c = ctx;
 
@@ -65,9 +64,9 @@ static int pol_victim(void *ctx, unsigned self, unsigned attempt,
 
 static int pol_place(void *ctx, unsigned self)
 {
-	return atomic_load_explicit(&place_inject, memory_order_relaxed) ?
-		       MYRIAD_PLACE_INJECT :
-		       MYRIAD_PLACE_LOCAL;
+	return atomic_load_explicit(&place_inject, memory_order_relaxed)
+		       ? MYRIAD_PLACE_INJECT
+		       : MYRIAD_PLACE_LOCAL;
 }
 
 static unsigned pol_active(void *ctx)
@@ -236,8 +235,8 @@ static void test_shrink(myriad_rt_t *rt)
 	}
 	for (i = 0; i < n; i++) {
 		res = 0;
-		r = myriad_handle_join(h[i], &res, (int64_t)10 * T_SLOW *
-							  1000000000);
+		r = myriad_handle_join(h[i], &res,
+				       (int64_t)10 * T_SLOW * 1000000000);
 		if (r == -ETIMEDOUT) {
 			t_failf(__FILE__, __LINE__,
 				"a task's children queued on a worker that "

@@ -12,12 +12,12 @@
 #include "sched/sched.h"
 
 #define C MYRIAD_LQ_CAP
-#define R (MYRIAD_LQ_CAP - 1)	/* a ck ring of C slots holds C - 1 */
+#define R (MYRIAD_LQ_CAP - 1) /* a ck ring of C slots holds C - 1 */
 #define IC MYRIAD_INJECT_CAP
 
-static struct myriad_task *tasks;	/* fake task headers */
+static struct myriad_task *tasks; /* fake task headers */
 static size_t ntasks;
-static _Atomic uint32_t *seen;		/* times each came out */
+static _Atomic uint32_t *seen; /* times each came out */
 
 static size_t id_of(struct myriad_task *t)
 {
@@ -30,8 +30,8 @@ static void mark(struct myriad_task *t)
 	uint32_t n;
 
 	if (id >= ntasks) {
-		t_failf(__FILE__, __LINE__, "a pointer that was never pushed: %p",
-			(void *)t);
+		t_failf(__FILE__, __LINE__,
+			"a pointer that was never pushed: %p", (void *)t);
 		return;
 	}
 	n = atomic_fetch_add_explicit(&seen[id], 1, memory_order_relaxed);
@@ -77,8 +77,8 @@ static struct myriad_rt *fake_rt(unsigned nworkers)
 	memset(rt, 0, sizeof(*rt));
 	REQUIRE(inject_init(&rt->inject) == 0, "inject_init");
 	rt->nworkers = nworkers;
-	rt->workers = aligned_alloc(CACHELINE,
-				    sizeof(struct worker) * nworkers);
+	rt->workers =
+		aligned_alloc(CACHELINE, sizeof(struct worker) * nworkers);
 	REQUIRE(rt->workers, "alloc");
 	memset(rt->workers, 0, sizeof(struct worker) * nworkers);
 	for (i = 0; i < nworkers; i++) {
@@ -198,12 +198,14 @@ static void test_wraparound(void)
 		CHECK_EQ(atomic_load(&rt->inject.olen), 0);
 		for (i = 0; i < k; i++) {
 			t = inject_pop(&rt->inject);
-			REQUIRE(t, "inject round %u: pop %u of %u", round, i, k);
+			REQUIRE(t, "inject round %u: pop %u of %u", round, i,
+				k);
 			CHECK_EQ(id_of(t), (expect++) % ntasks);
 		}
 		CHECK(inject_pop(&rt->inject) == NULL, "inject empty");
 	}
-	CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf), "inject ring valid at the end");
+	CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf),
+	      "inject ring valid at the end");
 	fake_rt_free(rt);
 }
 
@@ -257,10 +259,13 @@ static void test_overflow(void)
 		if (atomic_load(&rt->inject.olen))
 			list_used = true;
 	}
-	CHECK(list_used, "pushing %zu tasks spilled into the inject overflow "
-	      "list", total);
+	CHECK(list_used,
+	      "pushing %zu tasks spilled into the inject overflow "
+	      "list",
+	      total);
 	CHECK_EQ(lq_len(w) + inject_len(&rt->inject), total);
-	CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf), "inject ring valid when full");
+	CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf),
+	      "inject ring valid when full");
 	CHECK(lq_ring_valid(&w->ring, w->buf), "local ring valid when full");
 	/* Each queue gives its tasks oldest first. */
 	while ((t = lq_pop(w))) {
@@ -303,8 +308,10 @@ static void test_overflow(void)
 	for (i = total / 2; i < total + total / 2; i++) {
 		t = inject_pop(&rt->inject);
 		REQUIRE(t, "inject pop");
-		CHECK(id_of(t) == i, "inject FIFO across ring and list: "
-		      "expected task %zu, got %zu", i, id_of(t));
+		CHECK(id_of(t) == i,
+		      "inject FIFO across ring and list: "
+		      "expected task %zu, got %zu",
+		      i, id_of(t));
 		mark(t);
 	}
 	CHECK(inject_pop(&rt->inject) == NULL, "inject empty");
@@ -322,7 +329,7 @@ static void test_steal_half(void)
 
 	t_phase("steal-half");
 	CHECK(lq_steal_half(th, v) == NULL, "nothing to steal from an empty "
-	      "ring");
+					    "ring");
 	for (n = 1; n <= R; n++) {
 		reset_seen();
 		for (i = 0; i < n; i++)
@@ -439,7 +446,7 @@ static void test_stack(void)
 	for (i = 10; i-- > 0;) {
 		t = lq_pop_stack(w);
 		REQUIRE(t, "pop_stack");
-		CHECK_EQ(id_of(t), i);	/* newest first */
+		CHECK_EQ(id_of(t), i); /* newest first */
 		mark(t);
 	}
 	check_all_seen(10, "stack order");
@@ -665,7 +672,8 @@ static void test_stress(unsigned nthieves, size_t n)
 	for (i = 0; i <= nthieves; i++)
 		CHECK(lq_ring_valid(&rt->workers[i].ring, rt->workers[i].buf),
 		      "worker %u ring valid after the stress", i);
-	CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf), "inject ring valid");
+	CHECK(lq_ring_valid(&rt->inject.ring, rt->inject.buf),
+	      "inject ring valid");
 	free(s);
 	free(th);
 	fake_rt_free(rt);
@@ -673,8 +681,8 @@ static void test_stress(unsigned nthieves, size_t n)
 
 struct istress {
 	struct inject *q;
-	size_t from, to;	/* producer: the range it pushes */
-	_Atomic size_t *left;	/* consumers stop when 0 */
+	size_t from, to;      /* producer: the range it pushes */
+	_Atomic size_t *left; /* consumers stop when 0 */
 	size_t got;
 };
 

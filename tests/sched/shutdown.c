@@ -16,7 +16,7 @@
 #define WAITERS 2000
 #define NCH 4
 
-static _Atomic int64_t steps;		/* every step of every task */
+static _Atomic int64_t steps; /* every step of every task */
 static _Atomic int registered;
 static myriad_waker_t some_waker;
 static _Atomic int have_waker;
@@ -284,10 +284,14 @@ static void test_cycles(unsigned workers)
 	}
 	fds1 = count_dir("/proc/self/fd");
 	thr1 = count_dir("/proc/self/task");
-	CHECK(fds1 == fds0, "open fds after %d create/destroy cycles: "
-	      "expected %d, got %d", n, fds0, fds1);
-	CHECK(thr1 == thr0, "threads after %d create/destroy cycles: "
-	      "expected %d, got %d", n, thr0, thr1);
+	CHECK(fds1 == fds0,
+	      "open fds after %d create/destroy cycles: "
+	      "expected %d, got %d",
+	      n, fds0, fds1);
+	CHECK(thr1 == thr0,
+	      "threads after %d create/destroy cycles: "
+	      "expected %d, got %d",
+	      n, thr0, thr1);
 }
 
 int main(int argc, char **argv)

@@ -10,22 +10,22 @@
 #include "helpers.h"
 #include "sched/sched.h"
 
-#define NT 64		/* tasks woken by everyone */
-#define NOUT 3		/* outside waker threads */
+#define NT 64  /* tasks woken by everyone */
+#define NOUT 3 /* outside waker threads */
 
 struct slot {
-	_Atomic uint64_t gen;	/* bumped before every wake: "flag X" */
-	_Atomic uint64_t seen;	/* gen that the last step saw */
+	_Atomic uint64_t gen;  /* bumped before every wake: "flag X" */
+	_Atomic uint64_t seen; /* gen that the last step saw */
 	_Atomic int in_step;
 	_Atomic uint64_t runs, yields;
-	_Atomic int ready;	/* waker published */
+	_Atomic int ready; /* waker published */
 	myriad_waker_t waker;
 	myriad_handle_t *h;
 } __attribute__((aligned(64)));
 
 static struct slot S[NT];
 static _Atomic uint64_t wakes1, wakes0, wakes_bad;
-static _Atomic int64_t bounce_budget;	/* wakes sent from inside steps */
+static _Atomic int64_t bounce_budget; /* wakes sent from inside steps */
 static _Atomic int stop;
 
 struct tst {
@@ -152,7 +152,8 @@ static void dump(void)
 				"  task %d: gen %" PRIu64 " seen %" PRIu64
 				" runs %" PRIu64 " lifecycle %u\n",
 				i, atomic_load(&S[i].gen),
-				atomic_load(&S[i].seen), atomic_load(&S[i].runs),
+				atomic_load(&S[i].seen),
+				atomic_load(&S[i].runs),
 				(unsigned)(s & TS_LC_MASK));
 	}
 }
@@ -226,7 +227,8 @@ static void test_racing_wakers(unsigned workers)
 	CHECK(w1 > 0, "some wake found its task idle");
 	printf("racing wakers: %" PRIu64 " runs, %" PRIu64
 	       " scheduling wakes, %" PRIu64 " other wakes, %" PRIu64
-	       " yields\n", runs, w1, w0, yields);
+	       " yields\n",
+	       runs, w1, w0, yields);
 
 	/* Stop: a last flag and wake; every task finishes. */
 	t_phase("racing wakers: stop");
@@ -250,10 +252,10 @@ static void test_racing_wakers(unsigned workers)
 enum { END_PENDING, END_YIELD, END_DONE };
 
 struct selfwake {
-	int end;		/* how the first step ends */
+	int end; /* how the first step ends */
 	_Atomic int runs;
 	_Atomic int cancelled_runs;
-	int r1, r2;		/* what the two self-wakes returned */
+	int r1, r2; /* what the two self-wakes returned */
 };
 
 static int selfwake_step(myriad_task_t *self, void *p)
@@ -330,14 +332,14 @@ static void test_notified(unsigned workers, int end)
 	      "then idle, got %d runs, lifecycle %u",
 	      names[end], a.runs, atomic_load(&sw.runs),
 	      (unsigned)(atomic_load(&h->state) & TS_LC_MASK));
-	CHECK_EQ(sw.r1, 0);	/* running: woken, not queued */
+	CHECK_EQ(sw.r1, 0); /* running: woken, not queued */
 	CHECK_EQ(sw.r2, 0);
 	/* Give a wrongly queued third run every chance to happen. */
 	for (i = 0; i < 20; i++)
 		CHECK_EQ(t_run(rt, filler_step, NULL, 0, NULL, "filler"), 0);
 	CHECK(atomic_load(&sw.runs) == a.runs,
-	      "self-wake then %s: expected exactly %d runs, got %d",
-	      names[end], a.runs, atomic_load(&sw.runs));
+	      "self-wake then %s: expected exactly %d runs, got %d", names[end],
+	      a.runs, atomic_load(&sw.runs));
 	if (end == END_DONE) {
 		CHECK_EQ(t_join(h, &res, "selfwake"), 0);
 	} else {
