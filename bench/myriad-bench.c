@@ -19,11 +19,12 @@
 
 /* What every workload shares: the count-down and the root's waker. */
 struct bench {
-	_Atomic int64_t left;	/* tasks still to finish */
-	myriad_waker_t root;	/* woken by the last one */
-	struct timespec t0, t1; /* first spawn, last completion */
-	int64_t n, m;		/* workload parameters */
-	myriad_chan_t **chans;	/* pingpong */
+	_Atomic int64_t left;	   /* tasks still to finish */
+	myriad_waker_t root;	   /* woken by the last one */
+	struct timespec t0, t1;	   /* first spawn, last completion */
+	struct timespec t_spawned; /* park: all spawned */
+	int64_t n, m;		   /* workload parameters */
+	myriad_chan_t **chans;	   /* pingpong */
 	_Atomic int progress_done;
 };
 
@@ -39,6 +40,22 @@ static double wall_s(void)
 	return now_s(&B.t1) - now_s(&B.t0);
 }
 
+/* A line of /proc/self/status in kB ("VmRSS:", "VmHWM:"), or -1. */
+static long status_kb(const char *key)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)))
+			v = atol(line + strlen(key));
+	fclose(f);
+	return v;
+}
+
 static long peak_rss_kb(void)
 {
 	struct rusage ru;
@@ -51,9 +68,9 @@ static void usage(const char *msg)
 {
 	fprintf(stderr, "myriad-bench: %s\n", msg);
 	fprintf(stderr,
-		"usage: myriad-bench <spawn|chain|fib|yield|pingpong> [--workers N]\n"
+		"usage: myriad-bench <spawn|chain|fib|yield|pingpong|park> [--workers N]\n"
 		"         spawn|chain --n N    fib --n N    yield --tasks T --yields Y\n"
-		"         pingpong --pairs P --rounds R\n");
+		"         pingpong --pairs P --rounds R    park --n N --sleep-ms S\n");
 	exit(2);
 }
 
@@ -272,6 +289,60 @@ static int pingpong_root(myriad_task_t *self, void *p)
 	MYRIAD_END(st);
 }
 
+/* ---- park: N tasks each sleep S ms, all alive at once ---- */
+
+static _Atomic int64_t alive, alive_max, late_max_ns;
+static uint64_t park_ns;
+
+/* The whole state is the timer: 64 + 32 bytes a task. */
+static int park_step(myriad_task_t *self, void *p)
+{
+	myriad_timer_t *tm = p;
+	int64_t late, m;
+	int rc;
+
+	rc = myriad_sleep(self, tm, park_ns);
+	if (rc == -EAGAIN)
+		return MYRIAD_PENDING;
+	late = (int64_t)(myriad_now_ns() - myriad_timer_deadline(tm));
+	m = atomic_load(&late_max_ns);
+	while (late > m &&
+	       !atomic_compare_exchange_weak(&late_max_ns, &m, late))
+		;
+	atomic_fetch_sub(&alive, 1);
+	count_down();
+	return MYRIAD_DONE;
+}
+
+static int park_root(myriad_task_t *self, void *p)
+{
+	struct root *st = p;
+	int64_t a;
+	int err;
+
+	MYRIAD_BEGIN(st);
+	B.root = myriad_task_waker(self);
+	clock_gettime(CLOCK_MONOTONIC, &B.t0);
+	for (st->i = 0; st->i < B.n; st->i++) {
+		err = 0;
+		a = atomic_fetch_add(&alive, 1) + 1;
+		if (a > atomic_load(&alive_max))
+			atomic_store(&alive_max, a);
+		if (!myriad_task_spawn(self, park_step, NULL,
+				       sizeof(myriad_timer_t),
+				       MYRIAD_SPAWN_DETACHED, &err) &&
+		    err) {
+			fprintf(stderr, "spawn: %s\n", strerror(-err));
+			return MYRIAD_DONE;
+		}
+		if ((st->i & 1023) == 1023)
+			MYRIAD_YIELD(st);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &B.t_spawned);
+	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	MYRIAD_END(st);
+}
+
 /* ---- driver ---- */
 
 /*
@@ -320,6 +391,8 @@ int main(int argc, char **argv)
 	myriad_rt_t *rt;
 	int64_t n = -1, tasks = 0, res = 0;
 	int64_t tasks_opt = -1, yields = -1, pairs = -1, rounds = -1;
+	int64_t sleep_ms = -1;
+	long rss_before = 0;
 	unsigned workers = 0;
 	int i, r, err;
 	myriad_step_fn root = NULL;
@@ -349,6 +422,8 @@ int main(int argc, char **argv)
 			pairs = parse_int(a, argv[++i], 1, INT64_C(1) << 24);
 		else if (!strcmp(a, "--rounds"))
 			rounds = parse_int(a, argv[++i], 0, INT64_C(1) << 40);
+		else if (!strcmp(a, "--sleep-ms"))
+			sleep_ms = parse_int(a, argv[++i], 0, INT64_C(1) << 32);
 		else {
 			char msg[160];
 
@@ -366,6 +441,8 @@ int main(int argc, char **argv)
 		tasks = B.n;
 		root = !strcmp(wl, "spawn") ? spawn_root : chain_root;
 	} else if (!strcmp(wl, "fib")) {
+		if (sleep_ms >= 0)
+			usage("fib takes --n only");
 		if (tasks_opt >= 0 || yields >= 0 || pairs >= 0 || rounds >= 0)
 			usage("fib takes --n only");
 		B.n = n >= 0 ? n : 30;
@@ -386,14 +463,26 @@ int main(int argc, char **argv)
 		B.m = rounds >= 0 ? rounds : 1000;
 		tasks = 2 * B.n;
 		root = pingpong_root;
-	} else if (!strcmp(wl, "park") || !strcmp(wl, "echo") ||
-		   !strcmp(wl, "agents") || !strcmp(wl, "noisy")) {
+	} else if (!strcmp(wl, "park")) {
+		if (tasks_opt >= 0 || yields >= 0 || pairs >= 0 || rounds >= 0)
+			usage("park takes --n and --sleep-ms");
+		B.n = n >= 0 ? n : 1000000;
+		if (B.n < 1)
+			usage("--n must be at least 1");
+		park_ns =
+			(uint64_t)(sleep_ms >= 0 ? sleep_ms : 20000) * 1000000u;
+		tasks = B.n;
+		root = park_root;
+	} else if (!strcmp(wl, "echo") || !strcmp(wl, "agents") ||
+		   !strcmp(wl, "noisy")) {
 		printf("RESULT workload=%s unsupported=1\n", wl);
 		return 0;
 	} else {
 		usage("unknown workload");
 	}
 
+	if (sleep_ms >= 0 && strcmp(wl, "park"))
+		usage("--sleep-ms is for park only");
 	o.workers = workers;
 	rt = myriad_rt_create(&o, &err);
 	if (!rt) {
@@ -417,6 +506,7 @@ int main(int argc, char **argv)
 		}
 	}
 
+	rss_before = status_kb("VmRSS:");
 	pthread_t prog;
 	bool prog_ok = pthread_create(&prog, NULL, progress, (void *)wl) == 0;
 
@@ -485,6 +575,19 @@ int main(int argc, char **argv)
 		printf(" switches_per_s=%.0f", (double)B.n * B.m / w);
 	else if (!strcmp(wl, "pingpong"))
 		printf(" msgs_per_s=%.0f", 2.0 * B.n * B.m / w);
+	else if (!strcmp(wl, "park")) {
+		struct rusage ru;
+		int64_t am = atomic_load(&alive_max);
+
+		getrusage(RUSAGE_SELF, &ru);
+		printf(" alive_max=%lld bytes_per_task=%.1f spawn_s=%.6f"
+		       " late_ms=%.3f minflt=%ld",
+		       (long long)am,
+		       am ? (status_kb("VmHWM:") - rss_before) * 1024.0 / am
+			  : 0.0,
+		       now_s(&B.t_spawned) - now_s(&B.t0),
+		       atomic_load(&late_max_ns) / 1e6, ru.ru_minflt);
+	}
 	printf("\n");
 	return 0;
 }

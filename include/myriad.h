@@ -11,6 +11,7 @@
 #include <myriad/rt.h>
 #include <myriad/waker.h>
 #include <myriad/chan.h>
+#include <myriad/time.h>
 #include <myriad/policy.h>
 #include <myriad/stats.h>
 #include <myriad/coro.h>

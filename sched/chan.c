@@ -200,6 +200,10 @@ static int op_begin(myriad_task_t *self, myriad_chan_t *ch, const void *p,
 	if (!self || !ch || !p || !w || w->current != self)
 		return -EINVAL;
 	reg = atomic_load_explicit(&self->wait, memory_order_acquire);
+	if (reg & TW_TIMER) {
+		timer_release(self); /* one wait at a time */
+		reg = 0;
+	}
 	if (reg && (reg & ~CW_MASK) != (uintptr_t)ch)
 		deregister(self, false);
 	else if (reg && (reg & CW_RECV) != kind)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sched.h"
+#include "io/io.h"
 
 /*
  * The notify/park protocol: why no wake-up is lost.
@@ -40,9 +41,6 @@
  *    else takes itself off), never from the completion, so a late or
  *    duplicate wake completion is harmless and is simply reaped.
  */
-
-#define UD_WAKE 1ull	 /* a wake posted to a sleeping ring */
-#define UD_MSG_SENT 2ull /* our MSG_RING itself, only on failure */
 
 int park_ring_init(struct worker *w)
 {
@@ -88,32 +86,36 @@ void park_reap(struct worker *w)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
+	bool resent = false;
 
 	io_uring_for_each_cqe(&w->uring, head, cqe)
 	{
-		if (cqe->user_data >= UD_MSG_SENT && cqe->res < 0) {
+		uint64_t kind = cqe->user_data & IO_UD_KIND;
+
+		if (kind == IO_UD_MSG_SENT && cqe->res < 0) {
 			/* A wake we sent failed to post: send it again. */
-			unsigned target = (unsigned)(cqe->user_data >> 8);
+			unsigned target =
+				(unsigned)(cqe->user_data >> IO_UD_SHIFT);
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&w->uring);
 
-			if (target < w->rt->nworkers) {
-				struct io_uring_sqe *sqe =
-					io_uring_get_sqe(&w->uring);
-
-				if (sqe) {
-					io_uring_prep_msg_ring(
-						sqe,
-						w->rt->workers[target]
-							.uring.ring_fd,
-						0, UD_WAKE, 0);
-					sqe->user_data = cqe->user_data;
-					sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-				}
+			if (sqe && target < w->rt->nworkers) {
+				io_uring_prep_msg_ring(
+					sqe,
+					w->rt->workers[target].uring.ring_fd, 0,
+					IO_UD_WAKE, 0);
+				sqe->user_data = cqe->user_data;
+				sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+				resent = true;
 			}
+		} else if (kind != IO_UD_WAKE && kind != IO_UD_MSG_SENT) {
+			io_cqe(w, cqe);
 		}
 		n++;
 	}
 	if (n)
 		io_uring_cq_advance(&w->uring, n);
+	if (resent)
+		io_uring_submit(&w->uring);
 }
 
 /* Post a wake completion to worker 'target' through ring 'ring'. */
@@ -128,8 +130,9 @@ static void send_wake(struct io_uring *ring, struct worker *target)
 		if (!sqe)
 			return;
 	}
-	io_uring_prep_msg_ring(sqe, target->uring.ring_fd, 0, UD_WAKE, 0);
-	sqe->user_data = UD_MSG_SENT | ((uint64_t)target->idx << 8);
+	io_uring_prep_msg_ring(sqe, target->uring.ring_fd, 0, IO_UD_WAKE, 0);
+	sqe->user_data =
+		IO_UD_MSG_SENT | ((uint64_t)target->idx << IO_UD_SHIFT);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 	io_uring_submit(ring);
 }
@@ -241,9 +244,12 @@ void park(struct worker *w)
 static void park_wait(struct worker *w)
 {
 	CTR_INC(w, MYRIAD_CTR_PARKS);
+	/* Timers due while asleep wake us through the ring too. */
+	io_timers_arm(w);
 	/* Returns at once if a wake is already in the ring. */
 	io_uring_submit_and_wait(&w->uring, 1);
 	park_reap(w);
+	io_timers_poll(w);
 	if (!idle_unpark_self(w->rt, w)) {
 		w->searching = true;
 		CTR_INC(w, MYRIAD_CTR_WAKES);

@@ -14,6 +14,7 @@
 
 #include "sched.h"
 #include "futex.h"
+#include "io/io.h"
 
 /* ---- how many workers ---- */
 
@@ -194,6 +195,7 @@ static void rt_free(struct myriad_rt *rt)
 			 * wake to them: a closed ring's fd could be reused.
 			 */
 			park_ring_fini(w);
+			io_worker_fini(w);
 			lq_fini(w);
 		}
 		for (i = 0; i < rt->nworkers; i++)

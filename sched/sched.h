@@ -18,6 +18,8 @@
 
 #include "spin.h"
 
+struct wheel;
+
 /* Compile-time knobs; meson passes them (see meson_options.txt). */
 #ifndef MYRIAD_LQ_CAP
 #define MYRIAD_LQ_CAP 256
@@ -71,8 +73,14 @@ enum task_flag {
 #define TS_JOIN_ONE (1ull << 32)
 #define TS_JOIN(s) ((uint32_t)((s) >> 32))
 
-/* Channel waits are recorded in the task as the channel pointer | kind. */
+/*
+ * What a task waits on, in its 'wait' word: a channel (16-byte aligned
+ * pointer, chan.c's flags in bits 0-1) or a timer (8-byte aligned pointer
+ * | TW_TIMER). One at a time; wait_release() gives it up.
+ */
 #define TW_RECV ((uintptr_t)1)
+#define TW_TIMER ((uintptr_t)4)
+#define TW_KIND_MASK ((uintptr_t)7)
 
 /*
  * The task header. It precedes the user's state in the same allocation.
@@ -171,6 +179,14 @@ struct worker {
 	int free_flags;	 /* MALLOCX_TCACHE */
 	unsigned arena, tcache;
 	bool arena_ok, tcache_ok;
+
+	/* Timers armed by tasks run here (io/timer.c), under wlock. */
+	struct wheel *wheel;
+	struct spin wlock;
+	_Atomic uint64_t timer_next; /* earliest deadline (ms), a hint */
+	bool tmo_armed;		     /* a ring timeout is in flight ... */
+	uint64_t tmo_ms;	     /* ... for this deadline */
+	struct __kernel_timespec tmo_ts;
 
 	struct io_uring uring; /* parks here; I/O later */
 	bool uring_ok;
@@ -293,8 +309,10 @@ bool work_visible(struct myriad_rt *rt);
 void *worker_main(void *arg);
 struct myriad_task *worker_search(struct worker *w);
 
-/* chan.c */
+/* chan.c, io/timer.c: give up what the task waits on */
 void chan_task_finished(struct myriad_task *t);
+void timer_release(struct myriad_task *t);
+void wait_release(struct myriad_task *t);
 
 static inline uint64_t rng_next(uint64_t *s)
 {

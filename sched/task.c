@@ -208,6 +208,17 @@ void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
 	lq_push_stack(w, t);
 }
 
+/* Give up the channel or timer the task waits on (sched.h, 'wait'). */
+void wait_release(struct myriad_task *t)
+{
+	uintptr_t reg = atomic_load_explicit(&t->wait, memory_order_acquire);
+
+	if (reg & TW_TIMER)
+		timer_release(t);
+	else if (reg)
+		chan_task_finished(t);
+}
+
 /* Free every child of a parent whose join count is zero. */
 static void reap_children(struct worker *w, struct myriad_task *t)
 {
@@ -346,7 +357,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 	if (r == MYRIAD_DONE) {
 		if (unlikely(atomic_load_explicit(&t->wait,
 						  memory_order_acquire)))
-			chan_task_finished(t);
+			wait_release(t);
 		if (t->children && !pend &&
 		    TS_JOIN(atomic_load_explicit(&t->state,
 						 memory_order_acquire)) == 0)

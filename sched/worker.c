@@ -10,6 +10,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include "sched.h"
+#include "io/io.h"
 
 /* Poll the inject queue at least this often, so that it cannot starve. */
 #define INJECT_INTERVAL 61
@@ -214,6 +215,7 @@ static void worker_maintain(struct worker *w)
 	struct myriad_rt *rt = w->rt;
 
 	park_reap(w);
+	io_timers_poll(w);
 	if (unlikely(rt->pol->active_workers)) {
 		unsigned a = rt->pol->active_workers(rt->pctx);
 		unsigned old;
@@ -236,6 +238,9 @@ static int worker_setup(struct worker *w)
 
 	w->tid = (pid_t)syscall(SYS_gettid);
 	r = park_ring_init(w);
+	if (r < 0)
+		return r;
+	r = io_worker_init(w);
 	if (r < 0)
 		return r;
 	sz = sizeof(w->tcache);

@@ -8,6 +8,7 @@
 
 #include <myriad/task.h>
 #include <myriad/chan.h>
+#include <myriad/time.h>
 
 /*
  * The resume point lives in the task's state: put MYRIAD_CORO_FIELD in the
@@ -95,6 +96,17 @@
 		MYRIAD_FALLTHROUGH_;                                          \
 	case __LINE__:                                                        \
 		(rc) = myriad_chan_recv((self), (ch), (out));                 \
+		if ((rc) == -EAGAIN)                                          \
+			return MYRIAD_PENDING;                                \
+	} while (0)
+
+/* Sleep 'ns' nanoseconds on timer 'tm'; rc gets 0 or a negative errno. */
+#define MYRIAD_SLEEP(st, self, tm, ns, rc)                                    \
+	do {                                                                  \
+		(st)->myriad_pc_ = __LINE__;                                  \
+		MYRIAD_FALLTHROUGH_;                                          \
+	case __LINE__:                                                        \
+		(rc) = myriad_sleep((self), (tm), (ns));                      \
 		if ((rc) == -EAGAIN)                                          \
 			return MYRIAD_PENDING;                                \
 	} while (0)

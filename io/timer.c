@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io/timer.c: sleeping tasks: each worker's timing wheel, arming and
+ * disarming timers that live in task state, firing them (every few dozen
+ * ticks and when the worker wakes), and the one io_uring timeout a parked
+ * worker arms for its earliest deadline.
+ */
+#include <string.h>
+#include <time.h>
+
+#include <stdlib.h>
+
+#include "io/io.h"
+#include "io/wheel.h"
+
+/*
+ * Why a timer fires once, never early, and never touches a freed task:
+ * 1. A timer is armed on the wheel of the worker running its task, and
+ *    records that worker in its 'when' word. Its state (IDLE, ARMED,
+ *    FIRED) and its links change only under that wheel's lock.
+ * 2. The owner fires a due timer under the lock: ARMED->FIRED, and moves
+ *    the task toward running (task.c). If that made the task SCHEDULED,
+ *    the owner queues it after unlocking: a queued task cannot finish
+ *    before it runs, so it is still there.
+ * 3. The task's 'wait' word names the armed timer. A task that finishes,
+ *    is cancelled, or waits on something else first takes the lock of the
+ *    timer's wheel and disarms it (unlinks it if ARMED), so the wheel never
+ *    holds a timer of a freed task, and a firing in progress completes
+ *    before the task goes on.
+ * 4. Deadlines are rounded up to whole milliseconds, and the wheel only
+ *    fires a deadline once the clock has reached it (wheel.c), so no sleep
+ *    ends early.
+ */
+
+struct timer {
+	struct wheel_node node; /* when: deadline ms | worker | state */
+	struct myriad_task *task;
+};
+static_assert(sizeof(struct timer) == sizeof(myriad_timer_t),
+	      "myriad_timer_t must hold a struct timer");
+
+#define TM_WORKER_SHIFT WHEEL_WHEN_BITS
+#define TM_WORKER_MASK (UINT64_C(0x3fff) << TM_WORKER_SHIFT)
+#define TM_STATE_SHIFT 62
+#define TM_IDLE UINT64_C(0)
+#define TM_ARMED UINT64_C(1)
+#define TM_FIRED UINT64_C(2)
+
+static uint64_t tm_state(const struct timer *tm)
+{
+	return tm->node.when >> TM_STATE_SHIFT;
+}
+
+static unsigned tm_worker(const struct timer *tm)
+{
+	return (unsigned)((tm->node.when & TM_WORKER_MASK) >> TM_WORKER_SHIFT);
+}
+
+static void tm_set_state(struct timer *tm, uint64_t st)
+{
+	tm->node.when = (tm->node.when & ~(UINT64_C(3) << TM_STATE_SHIFT)) |
+			(st << TM_STATE_SHIFT);
+}
+
+uint64_t myriad_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ms(void)
+{
+	return myriad_now_ns() / 1000000u;
+}
+
+/* ---- per worker ---- */
+
+int io_worker_init(struct worker *w)
+{
+	w->wheel = malloc(sizeof(*w->wheel));
+	if (!w->wheel)
+		return -ENOMEM;
+	wheel_init(w->wheel, now_ms());
+	atomic_init(&w->wlock.v, 0);
+	atomic_init(&w->timer_next, UINT64_MAX);
+	return 0;
+}
+
+void io_worker_fini(struct worker *w)
+{
+	free(w->wheel);
+	w->wheel = NULL;
+}
+
+/* Under the lock: the cached earliest deadline that pollers read. */
+static void update_next(struct worker *w)
+{
+	atomic_store_explicit(&w->timer_next, wheel_next(w->wheel),
+			      memory_order_relaxed);
+}
+
+struct fire_ctx {
+	struct myriad_task *head, *tail;
+};
+
+/* Step 2, under the lock. Tasks to queue are chained through 'next'. */
+static void fire(struct wheel_node *n, void *arg)
+{
+	struct timer *tm = (struct timer *)n;
+	struct fire_ctx *fc = arg;
+	struct myriad_task *t = tm->task;
+
+	tm_set_state(tm, TM_FIRED);
+	if (!task_wake_prepare(t))
+		return;
+	/* SCHEDULED and in no queue yet: 'next' is ours until queued. */
+	t->next = NULL;
+	if (fc->tail)
+		fc->tail->next = t;
+	else
+		fc->head = t;
+	fc->tail = t;
+}
+
+void io_timers_poll(struct worker *w)
+{
+	struct fire_ctx fc = { NULL, NULL };
+	struct myriad_task *t, *n;
+	uint64_t now;
+
+	if (atomic_load_explicit(&w->timer_next, memory_order_relaxed) ==
+	    UINT64_MAX)
+		return;
+	now = now_ms();
+	if (now < atomic_load_explicit(&w->timer_next, memory_order_relaxed))
+		return;
+	spin_lock(&w->wlock);
+	wheel_advance(w->wheel, now, fire, &fc);
+	update_next(w);
+	spin_unlock(&w->wlock);
+	/* In deadline order, behind what is queued. */
+	for (t = fc.head; t; t = n) {
+		n = t->next;
+		lq_push(w, t);
+	}
+}
+
+/*
+ * Before sleeping: arm one timeout for the earliest deadline, unless one
+ * at least as early is in flight. A later one left in flight only makes a
+ * harmless early wake.
+ */
+void io_timers_arm(struct worker *w)
+{
+	uint64_t next =
+		atomic_load_explicit(&w->timer_next, memory_order_relaxed);
+	struct io_uring_sqe *sqe;
+
+	if (next == UINT64_MAX || (w->tmo_armed && w->tmo_ms <= next))
+		return;
+	sqe = io_uring_get_sqe(&w->uring);
+	if (!sqe) {
+		io_uring_submit(&w->uring);
+		sqe = io_uring_get_sqe(&w->uring);
+		if (!sqe)
+			return;
+	}
+	w->tmo_ts.tv_sec = (long long)(next / 1000);
+	w->tmo_ts.tv_nsec = (long long)(next % 1000) * 1000000;
+	io_uring_prep_timeout(sqe, &w->tmo_ts, 0, IORING_TIMEOUT_ABS);
+	sqe->user_data = IO_UD_TIMEOUT | (next << IO_UD_SHIFT);
+	w->tmo_armed = true;
+	w->tmo_ms = next;
+}
+
+void io_cqe(struct worker *w, const struct io_uring_cqe *cqe)
+{
+	if ((cqe->user_data & IO_UD_KIND) == IO_UD_TIMEOUT &&
+	    (cqe->user_data >> IO_UD_SHIFT) == w->tmo_ms)
+		w->tmo_armed = false;
+}
+
+/* ---- the task side ---- */
+
+/* Step 3: disarm; the caller owns 't' (it is the running task). */
+void timer_release(struct myriad_task *t)
+{
+	uintptr_t reg = atomic_load_explicit(&t->wait, memory_order_acquire);
+	struct timer *tm = (struct timer *)(reg & ~TW_KIND_MASK);
+	struct worker *ow;
+
+	if (!(reg & TW_TIMER))
+		return;
+	ow = &task_rt(t)->workers[tm_worker(tm)];
+	spin_lock(&ow->wlock);
+	if (tm_state(tm) == TM_ARMED)
+		wheel_remove(ow->wheel, &tm->node);
+	tm_set_state(tm, TM_IDLE);
+	spin_unlock(&ow->wlock);
+	atomic_store_explicit(&t->wait, 0, memory_order_release);
+}
+
+int myriad_sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
+		       uint64_t deadline_ns)
+{
+	struct worker *w = cur_worker();
+	struct timer *tm = (struct timer *)tmo;
+	uintptr_t reg;
+	uint64_t st, d;
+	int r;
+
+	if (!self || !tm || !w || w->current != self)
+		return -EINVAL;
+	reg = atomic_load_explicit(&self->wait, memory_order_acquire);
+	if (reg && reg != ((uintptr_t)tm | TW_TIMER))
+		wait_release(self); /* one wait at a time */
+	else if (reg) {
+		struct worker *ow = &w->rt->workers[tm_worker(tm)];
+
+		spin_lock(&ow->wlock);
+		st = tm_state(tm);
+		spin_unlock(&ow->wlock);
+		if (myriad_task_cancelled(self)) {
+			timer_release(self);
+			return -ECANCELED;
+		}
+		if (st == TM_ARMED)
+			return -EAGAIN;
+		timer_release(self); /* fired: idle again */
+		return 0;
+	}
+	if (myriad_task_cancelled(self))
+		return -ECANCELED;
+	/* Arm on this worker's wheel (step 1), rounding up (step 4). */
+	d = (deadline_ns + 999999u) / 1000000u;
+	if (d > WHEEL_WHEN_MASK)
+		d = WHEEL_WHEN_MASK;
+	tm->task = self;
+	tm->node.next = tm->node.prev = NULL;
+	tm->node.when = d | ((uint64_t)w->idx << TM_WORKER_SHIFT) |
+			(TM_ARMED << TM_STATE_SHIFT);
+	spin_lock(&w->wlock);
+	r = wheel_insert(w->wheel, &tm->node);
+	if (r == 0)
+		update_next(w);
+	spin_unlock(&w->wlock);
+	if (r < 0) {
+		/* Not after the wheel's time, which never leads the clock. */
+		tm_set_state(tm, TM_IDLE);
+		return 0;
+	}
+	atomic_store_explicit(&self->wait, (uintptr_t)tm | TW_TIMER,
+			      memory_order_release);
+	return -EAGAIN;
+}
+
+int myriad_sleep(myriad_task_t *self, myriad_timer_t *tmo, uint64_t ns)
+{
+	struct timer *tm = (struct timer *)tmo;
+	uintptr_t reg;
+
+	if (!self || !tm)
+		return -EINVAL;
+	/* While armed, the arming deadline counts: don't add 'ns' again. */
+	reg = atomic_load_explicit(&self->wait, memory_order_acquire);
+	if (reg == ((uintptr_t)tm | TW_TIMER))
+		return myriad_sleep_until(self, tmo, 0);
+	return myriad_sleep_until(self, tmo, myriad_now_ns() + ns);
+}
+
+uint64_t myriad_timer_deadline(const myriad_timer_t *tmo)
+{
+	const struct timer *tm = (const struct timer *)tmo;
+
+	return tm ? wheel_when(&tm->node) * 1000000u : 0;
+}
+
+int myriad_timer_cancel(myriad_task_t *self, myriad_timer_t *tmo)
+{
+	uintptr_t reg;
+
+	if (!self || !tmo)
+		return -EINVAL;
+	reg = atomic_load_explicit(&self->wait, memory_order_acquire);
+	if (reg == ((uintptr_t)tmo | TW_TIMER))
+		timer_release(self);
+	return 0;
+}
