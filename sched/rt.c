@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <jemalloc/jemalloc.h>
@@ -157,10 +158,54 @@ static int count_workers(const struct myriad_rt_opts *o, unsigned *out)
 
 /* ---- create and destroy ---- */
 
+/*
+ * Task arenas take their memory from jemalloc's default extent hooks, and
+ * ask for transparent huge pages on each large region they grow by (8 MiB
+ * and up: jemalloc grows geometrically, so an arena that holds millions of
+ * tasks gets them, a small one stays on 4 KiB pages): first touch of fresh memory is what bounds spawning millions of
+ * tasks on machines where THP is in 'madvise' mode, and a huge page costs
+ * one fault where 4 KiB pages cost 512.
+ */
+#define THP_MIN_GROWTH (8u << 20)
+
+static extent_hooks_t *default_hooks;
+static extent_hooks_t thp_hooks;
+static extent_hooks_t *thp_hooks_ptr;
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+static void *thp_alloc(extent_hooks_t *h, void *addr, size_t size, size_t align,
+		       bool *zero, bool *commit, unsigned ind)
+{
+	void *p = default_hooks->alloc(default_hooks, addr, size, align, zero,
+				       commit, ind);
+
+	(void)h;
+	/* Not the first small growths: short runs would pay up front. */
+	if (p && size >= THP_MIN_GROWTH)
+		madvise(p, size, MADV_HUGEPAGE);
+	return p;
+}
+
+static void hooks_init(void)
+{
+	size_t sz = sizeof(default_hooks);
+
+	if (mallctl("arena.0.extent_hooks", &default_hooks, &sz, NULL, 0) ||
+	    !default_hooks || !default_hooks->alloc)
+		return;
+	thp_hooks = *default_hooks;
+	thp_hooks.alloc = thp_alloc;
+	thp_hooks_ptr = &thp_hooks;
+}
+
 static int arena_create(unsigned *a)
 {
 	size_t sz = sizeof(*a);
 
+	pthread_once(&hooks_once, hooks_init);
+	if (thp_hooks_ptr && mallctl("arenas.create", a, &sz, &thp_hooks_ptr,
+				     sizeof(thp_hooks_ptr)) == 0)
+		return 0;
 	return mallctl("arenas.create", a, &sz, NULL, 0) ? -ENOMEM : 0;
 }
 
