@@ -3,7 +3,10 @@
 # build/bench/myriad-bench exists) into a temporary folder and checks, with
 # bench/lib/results.py, that every runtime printed a well-formed RESULT line
 # with the right keys for every workload it supports, that the counts match
-# the parameters, and that bench-results.json was written. Also checks the
+# the parameters, and that bench-results.json was written. Then runs
+# `bench/compare --workload park --workload echo --quick --peers-only` (the
+# opt-in workloads; myriad is left out there) and checks go's and tokio's
+# lines the same way, and that tbb says unsupported. Also checks the
 # peers' command-line contract (unknown workload or flag: exit 2;
 # unsupported workload: an unsupported=1 line and exit 0).
 #   bash tests/bench/compare_quick.sh      (from anywhere)
@@ -52,9 +55,14 @@ for peer in go tokio tbb; do
     expect_exit 2 "non-numeric value" fib --n abc
     expect_exit 2 "zero workers" chain --workers 0
     expect_exit 2 "missing value" chain --n
-    expect_exit 0 "unsupported workload" park
-    if [ "$(cat "$tmp/out")" != "RESULT workload=park unsupported=1" ]; then
-        echo "FAIL: $peer park: expected 'RESULT workload=park unsupported=1', got '$(cat "$tmp/out")'"
+    if [ "$peer" != tbb ]; then
+        expect_exit 2 "flag of another workload" park --conns 3
+        expect_exit 2 "flag of another workload" echo --sleep-ms 3
+        expect_exit 2 "zero value" park --sleep-ms 0
+    fi
+    expect_exit 0 "unsupported workload" agents
+    if [ "$(cat "$tmp/out")" != "RESULT workload=agents unsupported=1" ]; then
+        echo "FAIL: $peer agents: expected 'RESULT workload=agents unsupported=1', got '$(cat "$tmp/out")'"
         fail=1
     fi
 done
@@ -164,6 +172,111 @@ if errors:
         print("  " + e)
     sys.exit(1)
 print("RESULT lines and bench-results.json: ok (%s)" % ", ".join(runtimes))
+PY
+
+# --- park and echo (opt-in workloads), peers only ----------------------------------
+pe_args=(--workload park --workload echo --quick --peers-only --peer go,tokio,tbb
+         --out "$tmp/out-park-echo")
+bench/compare "${pe_args[@]}" >"$tmp/table" 2>"$tmp/log"
+status=$?
+cat "$tmp/table"
+if [ "$status" != 0 ]; then
+    echo "FAIL: bench/compare ${pe_args[*]} exited $status; its log:"
+    tail -n 40 "$tmp/log"
+    fail=1
+fi
+
+python3 - "$tmp/out-park-echo/bench-results.json" <<'PY' || fail=1
+import json, os, sys
+sys.path.insert(0, os.path.join("bench", "lib"))
+import results
+
+path = sys.argv[1]
+errors = []
+try:
+    with open(path) as f:
+        report = json.load(f)
+except (OSError, ValueError) as e:
+    print("FAIL: bench-results.json: %s" % e)
+    sys.exit(1)
+
+# What --quick asks for (bench/compare: park --n 10000 --sleep-ms 500,
+# echo --conns 100 --rounds 50).
+N, SLEEP_S, CONNS, ROUNDS = 10000, 0.5, 100, 50
+params = report["meta"]["params"]
+if params.get("park") != ["--n", str(N), "--sleep-ms", "500"] or \
+        params.get("echo") != ["--conns", str(CONNS), "--rounds", str(ROUNDS)]:
+    errors.append("unexpected --quick parameters: %r" % params)
+workers = report["meta"]["workers"]
+
+def check_park(where, rec):
+    if rec["tasks"] != N or rec["alive_max"] != N:
+        errors.append("%s: expected tasks=alive_max=%d, got %d, %d" % (where, N, rec["tasks"],
+                                                                      rec["alive_max"]))
+    if not SLEEP_S <= rec["wall_s"] < SLEEP_S + 30:
+        errors.append("%s: wall_s=%r, expected >= the sleep (%g s)" % (where, rec["wall_s"], SLEEP_S))
+    if not 0 < rec["spawn_s"] <= rec["wall_s"]:
+        errors.append("%s: spawn_s=%r not in (0, wall_s]" % (where, rec["spawn_s"]))
+    if not 0 <= rec["late_ms"] < 30000:
+        errors.append("%s: late_ms=%r, expected >= 0 (a sleep never ends early)" % (where, rec["late_ms"]))
+    if not 0 < rec["bytes_per_task"] < 1e6 or rec["minflt"] <= 0 or rec["peak_rss_kb"] <= 0:
+        errors.append("%s: implausible memory figures" % where)
+
+def check_echo(where, rec):
+    if rec["tasks"] != CONNS:
+        errors.append("%s: expected tasks=%d, got %d" % (where, CONNS, rec["tasks"]))
+    want = CONNS * ROUNDS / rec["wall_s"]  # a round trip is one message
+    if abs(rec["msgs_per_s"] - want) > 0.01 * want + 1:
+        errors.append("%s: msgs_per_s=%r, expected conns*rounds/wall_s = %.0f"
+                      % (where, rec["msgs_per_s"], want))
+    if not 0 < rec["p99_us"] <= rec["wall_s"] * 1e6:
+        errors.append("%s: p99_us=%r not in (0, wall_s]" % (where, rec["p99_us"]))
+
+for rt in ("go", "tokio", "tbb"):
+    for wl, check in (("park", check_park), ("echo", check_echo)):
+        where = "%s %s" % (rt, wl)
+        runs = [r for r in report["runs"] if r["runtime"] == rt and r["workload"] == wl]
+        if len(runs) != 1 or not isinstance(runs[0].get("line"), str):
+            errors.append("%s: expected 1 run with one RESULT line, found %r"
+                          % (where, [(r.get("status"), r.get("line")) for r in runs]))
+            continue
+        line = runs[0]["line"]
+        try:
+            rec = results.validate(results.parse_result_line(line))
+        except ValueError as e:
+            errors.append("%s: malformed RESULT line %r: %s" % (where, line, e))
+            continue
+        if rec["workload"] != wl:
+            errors.append("%s: workload=%s in %r" % (where, rec["workload"], line))
+            continue
+        if rt == "tbb":
+            if not results.is_unsupported(rec):
+                errors.append("%s: expected unsupported=1, got %r" % (where, line))
+            continue
+        if results.is_unsupported(rec):
+            errors.append("%s: expected a result, got unsupported: %r" % (where, line))
+            continue
+        if rec["workers"] != workers:
+            errors.append("%s: expected workers=%d, got %r" % (where, workers, line))
+        if runs[0]["status"] != "ok":
+            errors.append("%s: bench/compare says %r" % (where, runs[0]["status"]))
+        check(where, rec)
+    for wl in ("park", "echo"):
+        s = report["summary"].get(wl, {}).get("runtimes", {}).get(rt)
+        if s is None or (rt != "tbb") != (s.get("median") is not None):
+            errors.append("summary %s %s: median %r" % (wl, rt, s and s.get("median")))
+if report["summary"].get("park", {}).get("better") != "lower" or \
+        report["summary"]["park"].get("key") != "bytes_per_task":
+    errors.append("summary park: headline should be bytes_per_task, lower is better")
+if report["summary"].get("echo", {}).get("key") != "msgs_per_s":
+    errors.append("summary echo: headline should be msgs_per_s")
+
+if errors:
+    print("FAIL: %d problem(s) in the park/echo %s" % (len(errors), os.path.basename(path)))
+    for e in errors:
+        print("  " + e)
+    sys.exit(1)
+print("park and echo RESULT lines: ok (go, tokio; tbb unsupported)")
 PY
 
 if [ "$fail" != 0 ]; then

@@ -76,6 +76,19 @@ check("headline of park", results.headline(rec)[2] == "lower", "lower", results.
 check("result_lines", results.result_lines("progress\nRESULT workload=x\n\n") == ["RESULT workload=x"],
       ["RESULT workload=x"], results.result_lines("progress\nRESULT workload=x\n\n"))
 
+# park and echo as the Go and Tokio peers print them (echo adds a diagnostic key)
+good("RESULT workload=park workers=2 wall_s=28.962364 tasks=1000000 peak_rss_kb=2653704 "
+     "alive_max=1000000 bytes_per_task=2714.1 spawn_s=8.961206 late_ms=125.312 minflt=656443",
+     alive_max=1000000, bytes_per_task=2714.1, spawn_s=8.961206, late_ms=125.312, minflt=656443)
+good(BASE % "park" + "alive_max=1000 bytes_per_task=96.5 spawn_s=0.2 late_ms=-0.5 minflt=120",
+     late_ms=-0.5)
+good("RESULT workload=echo workers=2 wall_s=9.900933 tasks=9992 peak_rss_kb=39512 "
+     "msgs_per_s=100920 p99_us=603380.7 listen_overflows=4255",
+     msgs_per_s=100920, p99_us=603380.7, listen_overflows=4255)
+rec = results.parse_result_line(BASE % "echo" + "msgs_per_s=10 p99_us=40")
+check("headline of echo", results.headline(rec) == ("msgs_per_s", 10, "higher"),
+      ("msgs_per_s", 10, "higher"), results.headline(rec))
+
 # --- malformed lines --------------------------------------------------------
 bad("", "empty", "parse")
 bad("   \n", "empty", "parse")
@@ -101,6 +114,15 @@ bad(BASE % "spawn" + "tasks_per_s=1", "missing key 'ns_per_task'")
 bad(BASE % "fib" + "tasks_per_s=1", "missing key 'result'")
 bad(BASE % "yield" + "tasks_per_s=1", "missing key 'switches_per_s'")
 bad(BASE % "pingpong", "missing key 'msgs_per_s'")
+bad(BASE % "park" + "bytes_per_task=96.5 spawn_s=0.2 late_ms=3 minflt=120", "missing key 'alive_max'")
+bad(BASE % "park" + "alive_max=1000 bytes_per_task=96.5 spawn_s=0.2 minflt=120",
+    "missing key 'late_ms'")
+bad(BASE % "park" + "alive_max=1000 bytes_per_task=96.5 spawn_s=0.2 late_ms=3", "missing key 'minflt'")
+bad(BASE % "park" + "alive_max=99.5 bytes_per_task=96.5 spawn_s=0.2 late_ms=3 minflt=120",
+    "whole number")
+bad(BASE % "park" + "alive_max=1000 bytes_per_task=-3 spawn_s=0.2 late_ms=3 minflt=120", "negative")
+bad(BASE % "echo" + "msgs_per_s=10", "missing key 'p99_us'")
+bad(BASE % "echo" + "p99_us=40", "missing key 'msgs_per_s'")
 bad("RESULT workload=pingpong", "missing key")
 # non-numeric values
 bad(BASE.replace("wall_s=0.5", "wall_s=fast") % "chain" + "tasks_per_s=1", "not a number")

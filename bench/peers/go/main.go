@@ -16,13 +16,37 @@
 //   - yield: runtime.Gosched(); completion through a sync.WaitGroup.
 //   - pingpong: per pair two channels of capacity 1 (one each way); a round
 //     trip is 2 messages, so msgs = 2 * pairs * rounds.
-//   - peak_rss_kb: getrusage(RUSAGE_SELF).ru_maxrss (KiB on Linux).
+//   - park: a goroutine per task blocked in time.Sleep, completion through a
+//     sync.WaitGroup. time.Sleep rather than time.AfterFunc: AfterFunc only
+//     arms a runtime timer and starts a goroutine when it fires, so nothing
+//     would be parked (it would measure N timers, not N tasks); a goroutine
+//     per task that blocks is the Go idiom for a parked task, and its cost
+//     (the 2 KB stack, the g record, its timer, the closure) is what park
+//     measures. alive_max comes from an atomic counter (incremented when a
+//     goroutine starts, decremented when it ends, a CAS loop keeps the
+//     maximum); bytes_per_task = (VmHWM - VmRSS before spawning) / alive_max.
+//     Before spawning, N * goParkBytesPerTask is checked against 80% of
+//     MemAvailable; when it does not fit, the line says unsupported=1.
+//   - echo: net.Listen on 127.0.0.1:0 (Go takes the listen backlog from
+//     /proc/sys/net/core/somaxconn, 4096 here; it cannot be set per socket),
+//     a goroutine per accepted connection (io.ReadFull 64 bytes, write them
+//     back), a goroutine per client (net.Dial, R round trips of 64 bytes,
+//     each checked); TCP_NODELAY is Go's default on both sides. A round trip
+//     is one message: msgs_per_s = conns * rounds / wall_s. tasks = conns
+//     (the client goroutines; the server goroutines are not counted).
+//   - peak_rss_kb: VmHWM of /proc/self/status (see peakRSSKB).
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +57,7 @@ import (
 
 func usage(msg string) {
 	fmt.Fprintf(os.Stderr, "go peer: %s\n", msg)
-	fmt.Fprintln(os.Stderr, "usage: run <spawn|chain|fib|yield|pingpong|park|echo|agents|noisy> [--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R]")
+	fmt.Fprintln(os.Stderr, "usage: run <spawn|chain|fib|yield|pingpong|park|echo|agents|noisy> [--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R] [--n N --sleep-ms S] [--conns C --rounds R]")
 	os.Exit(2)
 }
 
@@ -44,10 +68,12 @@ var params = map[string][]string{
 	"fib":      {"n"},
 	"yield":    {"tasks", "yields"},
 	"pingpong": {"pairs", "rounds"},
+	"park":     {"n", "sleep-ms"},
+	"echo":     {"conns", "rounds"},
 }
 
 // Workloads of BENCH.md this peer does not implement (yet).
-var unsupported = map[string]bool{"park": true, "echo": true, "agents": true, "noisy": true}
+var unsupported = map[string]bool{"agents": true, "noisy": true}
 
 func parseArgs(workload string, args []string) map[string]int64 {
 	allowed := map[string]bool{"workers": true}
@@ -94,7 +120,14 @@ func get(vals map[string]int64, name string, def int64) int64 {
 	return def
 }
 
+// peakRSSKB is VmHWM of /proc/self/status: the peak RSS of this process's
+// memory since exec. getrusage's ru_maxrss is not used first because Linux
+// carries the exec'ing parent's peak into it (a small run started from
+// bench/compare would report Python's RSS).
 func peakRSSKB() int64 {
+	if kb := procKB("/proc/self/status", "VmHWM"); kb >= 0 {
+		return kb
+	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
@@ -225,9 +258,20 @@ func main() {
 	workers := get(vals, "workers", int64(runtime.GOMAXPROCS(0)))
 	runtime.GOMAXPROCS(int(workers))
 
+	switch workload {
+	case "park":
+		if !parkFits(get(vals, "n", 1000000)) {
+			fmt.Printf("RESULT workload=park unsupported=1\n")
+			return
+		}
+	case "echo":
+		raiseNofile(uint64(2*get(vals, "conns", 10000) + echoSpareFDs))
+	}
+
 	stopProgress := progress(workload)
 	var tasks int64
 	var extra string
+	var wall float64 // park and echo measure their own (from the first spawn)
 	start := time.Now()
 	switch workload {
 	case "spawn":
@@ -247,8 +291,16 @@ func main() {
 		p, r := get(vals, "pairs", 1000), get(vals, "rounds", 1000)
 		runPingpong(p, r)
 		tasks = 2 * p
+	case "park":
+		tasks = get(vals, "n", 1000000)
+		wall, extra = runPark(tasks, get(vals, "sleep-ms", 20000))
+	case "echo":
+		tasks = get(vals, "conns", 10000)
+		wall, extra = runEcho(tasks, get(vals, "rounds", 100))
 	}
-	wall := time.Since(start).Seconds()
+	if wall == 0 {
+		wall = time.Since(start).Seconds()
+	}
 	stopProgress()
 
 	switch workload {
@@ -275,4 +327,294 @@ func fibSeq(n int64) int64 {
 		a, b = b, a+b
 	}
 	return a
+}
+
+// --- park ----------------------------------------------------------------------
+
+// goParkBytesPerTask is the memory check's estimate of one parked goroutine
+// (measured here: about 2.7 KB at 1M, see PLATFORM.md), with some margin.
+const goParkBytesPerTask = 2800
+
+// procKB returns a "Name:   123 kB" field of a /proc file (status, meminfo) in KiB.
+func procKB(path, field string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, field+":") {
+			var v int64
+			fmt.Sscanf(strings.TrimSpace(line[len(field)+1:]), "%d", &v)
+			return v
+		}
+	}
+	return -1
+}
+
+func minflt() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Minflt
+}
+
+func atomicMax(a *atomic.Int64, v int64) {
+	for {
+		m := a.Load()
+		if v <= m || a.CompareAndSwap(m, v) {
+			return
+		}
+	}
+}
+
+type parkState struct {
+	alive, aliveMax, lateMax atomic.Int64
+	wg                       sync.WaitGroup
+	base                     time.Time
+	sleep                    time.Duration
+}
+
+func parkTask(st *parkState, spawned time.Duration) {
+	atomicMax(&st.aliveMax, st.alive.Add(1))
+	time.Sleep(st.sleep)
+	// late = time woken - (spawn time + sleep)
+	atomicMax(&st.lateMax, int64(time.Since(st.base)-spawned-st.sleep))
+	st.alive.Add(-1)
+	st.wg.Done()
+}
+
+// parkFits says whether n parked goroutines fit in 80% of MemAvailable; when
+// not, it says so on stderr.
+func parkFits(n int64) bool {
+	availKB := procKB("/proc/meminfo", "MemAvailable")
+	need := float64(n) * goParkBytesPerTask
+	if availKB > 0 && need > 0.8*float64(availKB)*1024 {
+		fmt.Fprintf(os.Stderr, "go peer: park --n %d would need ~%.1f GB (%d B/task), have %.1f GB available (80%% usable): reported unsupported\n",
+			n, need/1e9, goParkBytesPerTask, float64(availKB)*1024/1e9)
+		return false
+	}
+	return true
+}
+
+// runPark returns (wall, extra keys).
+func runPark(n int64, sleepMS int64) (float64, string) {
+	st := &parkState{sleep: time.Duration(sleepMS) * time.Millisecond}
+	st.lateMax.Store(-1 << 62)
+	st.wg.Add(int(n))
+	rssBefore := procKB("/proc/self/status", "VmRSS")
+	st.base = time.Now()
+	for i := int64(0); i < n; i++ {
+		go parkTask(st, time.Since(st.base))
+	}
+	spawnS := time.Since(st.base).Seconds()
+	if st.sleep >= time.Second {
+		fmt.Fprintf(os.Stderr, "go peer: park spawned %d goroutines in %.2f s, %d alive; sleeping %d ms\n",
+			n, spawnS, st.alive.Load(), sleepMS)
+	}
+	st.wg.Wait()
+	wall := time.Since(st.base).Seconds()
+	hwm := procKB("/proc/self/status", "VmHWM")
+	aliveMax := st.aliveMax.Load()
+	bpt := 0.0
+	if aliveMax > 0 {
+		bpt = float64((hwm-rssBefore)*1024) / float64(aliveMax)
+	}
+	return wall, fmt.Sprintf(" alive_max=%d bytes_per_task=%.1f spawn_s=%.6f late_ms=%.3f minflt=%d",
+		aliveMax, bpt, spawnS, float64(st.lateMax.Load())/1e6, minflt())
+}
+
+// --- echo ----------------------------------------------------------------------
+
+const echoMsg = 64
+
+// Descriptors besides the 2 per connection (both ends are in this process):
+// stdio, the listener, the netpoller's epoll and wake-up pipe, with margin.
+const echoSpareFDs = 16
+
+// raiseNofile sets the soft RLIMIT_NOFILE to the hard limit, and (where the
+// process may, e.g. as root) the hard limit to need when it is below; it
+// exits 2 when need descriptors cannot be had.
+func raiseNofile(need uint64) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		fmt.Fprintf(os.Stderr, "go peer: getrlimit: %v\n", err)
+		os.Exit(2)
+	}
+	rl.Cur = rl.Max
+	if rl.Max < need {
+		up := syscall.Rlimit{Cur: need, Max: need}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up) == nil {
+			return
+		}
+	}
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	if rl.Max < need {
+		fmt.Fprintf(os.Stderr, "go peer: echo needs %d file descriptors (2 per connection + %d), RLIMIT_NOFILE hard limit is %d: raise it (ulimit -Hn) or use --conns %d or fewer\n",
+			need, echoSpareFDs, rl.Max, (int64(rl.Max)-echoSpareFDs)/2)
+		os.Exit(2)
+	}
+}
+
+func echoServe(c net.Conn) {
+	defer c.Close()
+	buf := make([]byte, echoMsg)
+	for {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return // EOF: the client is done
+		}
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+	}
+}
+
+func dialRetry(addr string) (net.Conn, error) {
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		var c net.Conn
+		if c, err = net.Dial("tcp", addr); err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EAGAIN) &&
+			!errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, syscall.ECONNRESET) {
+			return nil, err
+		}
+		time.Sleep(time.Duration(10<<attempt) * time.Millisecond)
+	}
+	return nil, err
+}
+
+// echoClient makes rounds round trips and stores each one's duration in lats.
+func echoClient(addr string, id int64, lats []int64) error {
+	c, err := dialRetry(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	out := make([]byte, echoMsg)
+	in := make([]byte, echoMsg)
+	for r := range lats {
+		for i := range out {
+			out[i] = byte(id*131 + int64(r)*7 + int64(i))
+		}
+		t := time.Now()
+		if _, err := c.Write(out); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, in); err != nil {
+			return err
+		}
+		lats[r] = int64(time.Since(t))
+		if !bytes.Equal(in, out) {
+			return fmt.Errorf("round %d: the echo differs from what was sent", r)
+		}
+	}
+	return nil
+}
+
+// listenOverflows reads TcpExt ListenOverflows of /proc/net/netstat (this
+// network namespace, all processes): connections the kernel dropped because
+// the accept queue was full; each costs its client a SYN-ACK retransmission
+// (1 s or more), which is then in wall_s. -1 when it cannot be read.
+func listenOverflows() int64 {
+	data, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return -1
+	}
+	var names []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "TcpExt:") {
+			continue
+		}
+		f := strings.Fields(line)
+		if names == nil {
+			names = f
+			continue
+		}
+		for i := 1; i < len(f) && i < len(names); i++ {
+			if names[i] == "ListenOverflows" {
+				v, _ := strconv.ParseInt(f[i], 10, 64)
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+type int64s []int64
+
+func (a int64s) Len() int           { return len(a) }
+func (a int64s) Less(i, j int) bool { return a[i] < a[j] }
+func (a int64s) Swap(i, j int)      { a[i], a[j] = a[j], a[i] }
+
+// runEcho returns (wall, extra keys).
+func runEcho(conns, rounds int64) (float64, string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go peer: echo: listen: %v\n", err)
+		os.Exit(1)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				fmt.Fprintf(os.Stderr, "go peer: echo: accept: %v\n", err)
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			go echoServe(c)
+		}
+	}()
+	addr := ln.Addr().String()
+
+	overflowsBefore := listenOverflows()
+	lats := make([][]int64, conns) // per client, merged below
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	wg.Add(int(conns))
+	start := time.Now()
+	for i := int64(0); i < conns; i++ {
+		lats[i] = make([]int64, rounds)
+		go func(id int64) {
+			if err := echoClient(addr, id, lats[id]); err != nil {
+				if failed.Add(1) == 1 {
+					firstErr.Store(fmt.Sprintf("client %d: %v", id, err))
+				}
+			}
+			wg.Done()
+		}(i)
+	}
+	wg.Wait()
+	wall := time.Since(start).Seconds()
+	overflows, overflowsKey := listenOverflows()-overflowsBefore, ""
+	if overflowsBefore >= 0 {
+		overflowsKey = fmt.Sprintf(" listen_overflows=%d", overflows)
+	}
+	if n := failed.Load(); n > 0 {
+		fmt.Fprintf(os.Stderr, "go peer: echo: %d of %d clients failed; first: %s\n", n, conns, firstErr.Load())
+		os.Exit(1)
+	}
+	all := make(int64s, 0, conns*rounds)
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	sort.Sort(all)
+	p99 := all[(len(all)*99+99)/100-1] // nearest rank
+	if overflows > 0 {
+		fmt.Fprintf(os.Stderr, "go peer: echo: the kernel dropped %d connections on a full accept queue (ListenOverflows); their clients waited for SYN-ACK retransmissions\n", overflows)
+	}
+	// A round trip (64 bytes out, 64 back) is one message. listen_overflows
+	// is an additional key (diagnostic, not in BENCH.md's list), left out
+	// when /proc/net/netstat cannot be read.
+	return wall, fmt.Sprintf(" msgs_per_s=%.0f p99_us=%.1f%s",
+		float64(conns*rounds)/wall, float64(p99)/1e3, overflowsKey)
 }

@@ -18,18 +18,35 @@
 //! - yield: `tokio::task::yield_now().await`; the root awaits the handles.
 //! - pingpong: per pair two `tokio::sync::mpsc::channel(1)` (one each way);
 //!   a round trip is 2 messages, so msgs = 2 * pairs * rounds.
-//! - peak_rss_kb: getrusage(RUSAGE_SELF).ru_maxrss (KiB on Linux).
+//! - park: the root spawns N detached tasks, each `tokio::time::sleep(S)`;
+//!   completion through a countdown + `Notify` as in spawn (a `JoinSet` or
+//!   a Vec of `JoinHandle`s would add memory per task that is not the
+//!   task's). alive_max comes from an atomic counter (incremented when a task
+//!   starts, decremented when it ends, `fetch_max` keeps the maximum);
+//!   bytes_per_task = (VmHWM - VmRSS before spawning) / alive_max. Before
+//!   spawning, N * TOKIO_PARK_BYTES_PER_TASK is checked against 80% of
+//!   MemAvailable; when it does not fit, the line says unsupported=1.
+//! - echo: a `TcpSocket` bound to 127.0.0.1:0 listening with a backlog of
+//!   4096 (`TcpListener::bind` would use 1024), an accept task that spawns a
+//!   task per connection (`read_exact` 64 bytes, `write_all` them back), a
+//!   task per client (`TcpStream::connect`, R round trips of 64 bytes, each
+//!   checked), `set_nodelay(true)` on both sides (Go's default). A round
+//!   trip is one message: msgs_per_s = conns * rounds / wall_s. tasks =
+//!   conns (the client tasks; the server tasks are not counted).
+//! - peak_rss_kb: VmHWM of /proc/self/status (see peak_rss_kb).
 
 use std::collections::HashMap;
 use std::process::exit;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 const USAGE: &str = "usage: run <spawn|chain|fib|yield|pingpong|park|echo|agents|noisy> \
-[--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R]";
+[--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R] [--n N --sleep-ms S] [--conns C --rounds R]";
 
 fn usage(msg: &str) -> ! {
     eprintln!("tokio peer: {}", msg);
@@ -43,12 +60,14 @@ fn params(workload: &str) -> Option<&'static [&'static str]> {
         "spawn" | "chain" | "fib" => Some(&["n"]),
         "yield" => Some(&["tasks", "yields"]),
         "pingpong" => Some(&["pairs", "rounds"]),
+        "park" => Some(&["n", "sleep-ms"]),
+        "echo" => Some(&["conns", "rounds"]),
         _ => None,
     }
 }
 
 /// Workloads of BENCH.md this peer does not implement (yet).
-const UNSUPPORTED: &[&str] = &["park", "echo", "agents", "noisy"];
+const UNSUPPORTED: &[&str] = &["agents", "noisy"];
 
 fn parse_args(workload: &str, args: &[String]) -> HashMap<String, u64> {
     let allowed = params(workload).unwrap();
@@ -96,7 +115,14 @@ fn parse_args(workload: &str, args: &[String]) -> HashMap<String, u64> {
     vals
 }
 
+/// VmHWM of /proc/self/status: the peak RSS of this process's memory since
+/// exec. getrusage's ru_maxrss is not used first because Linux carries the
+/// exec'ing parent's peak into it (a small run started from bench/compare
+/// would report Python's RSS).
 fn peak_rss_kb() -> i64 {
+    if let Some(kb) = proc_kb("/proc/self/status", "VmHWM") {
+        return kb;
+    }
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
         return 0;
@@ -232,6 +258,332 @@ async fn run_pingpong(pairs: u64, rounds: u64) {
     .unwrap();
 }
 
+// --- park ----------------------------------------------------------------------
+
+/// The memory check's estimate of one parked task (measured here: about
+/// 1.4 KB at 1M, see PLATFORM.md), with some margin.
+const TOKIO_PARK_BYTES_PER_TASK: f64 = 1500.0;
+
+/// A "Name:   123 kB" field of a /proc file (status, meminfo), in KiB.
+fn proc_kb(path: &str, field: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.strip_prefix(field).map_or(false, |r| r.starts_with(':')))?;
+    line[field.len() + 1..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn minflt() -> i64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    ru.ru_minflt as i64
+}
+
+/// Whether n parked tasks fit in 80% of MemAvailable; when not, says so on
+/// stderr.
+fn park_fits(n: u64) -> bool {
+    let need = n as f64 * TOKIO_PARK_BYTES_PER_TASK;
+    match proc_kb("/proc/meminfo", "MemAvailable") {
+        Some(kb) if need > 0.8 * kb as f64 * 1024.0 => {
+            eprintln!(
+                "tokio peer: park --n {} would need ~{:.1} GB ({} B/task), have {:.1} GB \
+                 available (80% usable): reported unsupported",
+                n,
+                need / 1e9,
+                TOKIO_PARK_BYTES_PER_TASK,
+                kb as f64 * 1024.0 / 1e9
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+struct Park {
+    alive: AtomicUsize,
+    alive_max: AtomicUsize,
+    late_max_ns: AtomicI64,
+    left: AtomicUsize,
+    spawn_ns: AtomicU64,
+    done: Notify,
+    base: Instant,
+    sleep: Duration,
+}
+
+async fn park_task(st: Arc<Park>, spawned_ns: u64) {
+    let a = st.alive.fetch_add(1, Ordering::Relaxed) + 1;
+    st.alive_max.fetch_max(a, Ordering::Relaxed);
+    tokio::time::sleep(st.sleep).await;
+    // late = time woken - (spawn time + sleep)
+    let late = st.base.elapsed().as_nanos() as i64 - spawned_ns as i64 - st.sleep.as_nanos() as i64;
+    st.late_max_ns.fetch_max(late, Ordering::Relaxed);
+    st.alive.fetch_sub(1, Ordering::Relaxed);
+    if st.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+        st.done.notify_one();
+    }
+}
+
+/// Returns (wall, extra keys).
+async fn run_park(n: u64, sleep_ms: u64) -> (f64, String) {
+    let rss_before = proc_kb("/proc/self/status", "VmRSS").unwrap_or(0);
+    let st = Arc::new(Park {
+        alive: AtomicUsize::new(0),
+        alive_max: AtomicUsize::new(0),
+        late_max_ns: AtomicI64::new(i64::MIN),
+        left: AtomicUsize::new(n as usize),
+        spawn_ns: AtomicU64::new(0),
+        done: Notify::new(),
+        base: Instant::now(),
+        sleep: Duration::from_millis(sleep_ms),
+    });
+    let root = st.clone();
+    tokio::spawn(async move {
+        for _ in 0..n {
+            let spawned = root.base.elapsed().as_nanos() as u64;
+            tokio::spawn(park_task(root.clone(), spawned));
+        }
+        let spawn_ns = root.base.elapsed().as_nanos() as u64;
+        root.spawn_ns.store(spawn_ns, Ordering::Release);
+        if sleep_ms >= 1000 {
+            eprintln!(
+                "tokio peer: park spawned {} tasks in {:.2} s, {} alive; sleeping {} ms",
+                n,
+                spawn_ns as f64 / 1e9,
+                root.alive.load(Ordering::Relaxed),
+                sleep_ms
+            );
+        }
+    });
+    st.done.notified().await;
+    let wall = st.base.elapsed().as_secs_f64();
+    let hwm = proc_kb("/proc/self/status", "VmHWM").unwrap_or(0);
+    let alive_max = st.alive_max.load(Ordering::Relaxed);
+    let bpt = if alive_max > 0 {
+        ((hwm - rss_before) * 1024) as f64 / alive_max as f64
+    } else {
+        0.0
+    };
+    (
+        wall,
+        format!(
+            " alive_max={} bytes_per_task={:.1} spawn_s={:.6} late_ms={:.3} minflt={}",
+            alive_max,
+            bpt,
+            st.spawn_ns.load(Ordering::Acquire) as f64 / 1e9,
+            st.late_max_ns.load(Ordering::Relaxed) as f64 / 1e6,
+            minflt()
+        ),
+    )
+}
+
+// --- echo ----------------------------------------------------------------------
+
+const ECHO_MSG: usize = 64;
+/// Descriptors besides the 2 per connection (both ends are in this
+/// process): stdio, the listener, epoll and mio's waker, with margin.
+const ECHO_SPARE_FDS: u64 = 16;
+
+/// Sets the soft RLIMIT_NOFILE to the hard limit, and (where the process
+/// may, e.g. with CAP_SYS_RESOURCE) the hard limit to `need` when it is
+/// below; exits 2 when `need` descriptors cannot be had.
+fn raise_nofile(need: u64) {
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        eprintln!("tokio peer: getrlimit: {}", std::io::Error::last_os_error());
+        exit(2);
+    }
+    if (rl.rlim_max as u64) < need {
+        let up = libc::rlimit {
+            rlim_cur: need as libc::rlim_t,
+            rlim_max: need as libc::rlim_t,
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &up) } == 0 {
+            return;
+        }
+        eprintln!(
+            "tokio peer: echo needs {} file descriptors (2 per connection + {}), RLIMIT_NOFILE \
+             hard limit is {}: raise it (ulimit -Hn) or use --conns {} or fewer",
+            need,
+            ECHO_SPARE_FDS,
+            rl.rlim_max,
+            (rl.rlim_max as u64).saturating_sub(ECHO_SPARE_FDS) / 2
+        );
+        exit(2);
+    }
+    rl.rlim_cur = rl.rlim_max;
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
+}
+
+/// TcpExt ListenOverflows of /proc/net/netstat (this network namespace, all
+/// processes): connections the kernel dropped because the accept queue was
+/// full; each costs its client a SYN-ACK retransmission (1 s or more), which
+/// is then in wall_s. None when it cannot be read.
+fn listen_overflows() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut rows = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (rows.next()?, rows.next()?);
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
+async fn echo_serve(mut s: TcpStream) {
+    let mut buf = [0u8; ECHO_MSG];
+    // Ends at EOF (the client is done) or on an error.
+    while s.read_exact(&mut buf).await.is_ok() {
+        if s.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn connect_retry(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    use std::io::ErrorKind::*;
+    let mut attempt = 0;
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if attempt < 7
+                    && (matches!(
+                        e.kind(),
+                        ConnectionRefused | WouldBlock | AddrNotAvailable | ConnectionReset
+                    ) || e.raw_os_error() == Some(libc::EAGAIN)) =>
+            {
+                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Makes `rounds` round trips; returns each one's duration in ns.
+async fn echo_client(addr: std::net::SocketAddr, id: u64, rounds: u64) -> Result<Vec<u64>, String> {
+    let mut s = connect_retry(addr)
+        .await
+        .map_err(|e| format!("connect: {}", e))?;
+    s.set_nodelay(true).map_err(|e| format!("nodelay: {}", e))?;
+    let mut out = [0u8; ECHO_MSG];
+    let mut inb = [0u8; ECHO_MSG];
+    let mut lats = Vec::with_capacity(rounds as usize);
+    for r in 0..rounds {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = (id.wrapping_mul(131) + r * 7 + i as u64) as u8;
+        }
+        let t = Instant::now();
+        s.write_all(&out)
+            .await
+            .map_err(|e| format!("write: {}", e))?;
+        s.read_exact(&mut inb)
+            .await
+            .map_err(|e| format!("read: {}", e))?;
+        lats.push(t.elapsed().as_nanos() as u64);
+        if inb != out {
+            return Err(format!("round {}: the echo differs from what was sent", r));
+        }
+    }
+    Ok(lats)
+}
+
+/// Returns (wall, extra keys).
+async fn run_echo(conns: u64, rounds: u64) -> (f64, String) {
+    let fail = |what: &str, e: std::io::Error| -> ! {
+        eprintln!("tokio peer: echo: {}: {}", what, e);
+        exit(1)
+    };
+    let sock = TcpSocket::new_v4().unwrap_or_else(|e| fail("socket", e));
+    sock.bind("127.0.0.1:0".parse().unwrap())
+        .unwrap_or_else(|e| fail("bind", e));
+    let listener = sock.listen(4096).unwrap_or_else(|e| fail("listen", e));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| fail("local_addr", e));
+    let acceptor = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((s, _)) => {
+                    let _ = s.set_nodelay(true);
+                    tokio::spawn(echo_serve(s));
+                }
+                Err(e) => {
+                    eprintln!("tokio peer: echo: accept: {}", e);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    });
+    let overflows_before = listen_overflows();
+    let (wall, lats) = tokio::spawn(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..conns)
+            .map(|id| tokio::spawn(echo_client(addr, id, rounds)))
+            .collect();
+        let mut per_client = Vec::with_capacity(conns as usize);
+        let mut failed = 0;
+        let mut first_err = String::new();
+        for (id, h) in handles.into_iter().enumerate() {
+            match h.await.unwrap() {
+                Ok(l) => per_client.push(l),
+                Err(e) => {
+                    if failed == 0 {
+                        first_err = format!("client {}: {}", id, e);
+                    }
+                    failed += 1;
+                }
+            }
+        }
+        let wall = start.elapsed().as_secs_f64();
+        if failed > 0 {
+            eprintln!(
+                "tokio peer: echo: {} of {} clients failed; first: {}",
+                failed, conns, first_err
+            );
+            exit(1);
+        }
+        (wall, per_client)
+    })
+    .await
+    .unwrap();
+    acceptor.abort();
+    let overflows = match (overflows_before, listen_overflows()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    if let Some(overflows) = overflows.filter(|&o| o > 0) {
+        eprintln!(
+            "tokio peer: echo: the kernel dropped {} connections on a full accept queue \
+             (ListenOverflows); their clients waited for SYN-ACK retransmissions",
+            overflows
+        );
+    }
+    let mut all: Vec<u64> = Vec::with_capacity((conns * rounds) as usize);
+    for l in lats {
+        all.extend(l);
+    }
+    all.sort_unstable();
+    // The nearest rank. A round trip (64 bytes out, 64 back) is one message.
+    // listen_overflows is an additional key (diagnostic, not in BENCH.md's
+    // list), left out when /proc/net/netstat cannot be read.
+    let p99 = all[(all.len() * 99 + 99) / 100 - 1];
+    (
+        wall,
+        format!(
+            " msgs_per_s={:.0} p99_us={:.1}{}",
+            (conns * rounds) as f64 / wall,
+            p99 as f64 / 1e3,
+            overflows.map_or(String::new(), |o| format!(" listen_overflows={}", o))
+        ),
+    )
+}
+
 fn fib_seq(n: u64) -> u64 {
     let (mut a, mut b) = (0u64, 1u64);
     for _ in 0..n {
@@ -258,6 +610,15 @@ fn main() {
     let vals = parse_args(workload, &args[2..]);
     let get = |k: &str, d: u64| *vals.get(k).unwrap_or(&d);
 
+    match workload {
+        "park" if !park_fits(get("n", 1_000_000)) => {
+            println!("RESULT workload=park unsupported=1");
+            return;
+        }
+        "echo" => raise_nofile(2 * get("conns", 10_000) + ECHO_SPARE_FDS),
+        _ => {}
+    }
+
     // Tokio's own default, computed the way Tokio 1.24 does it, so that the
     // RESULT line can name it (runtime metrics are tokio_unstable only).
     let workers = match vals.get("workers") {
@@ -280,6 +641,8 @@ fn main() {
 
     let stop = progress(workload);
     let start = Instant::now();
+    // park and echo measure their own wall (from the first spawn).
+    let mut own_wall = None;
     let (tasks, extra) = rt.block_on(async {
         match workload {
             "spawn" => {
@@ -302,10 +665,22 @@ fn main() {
                 run_pingpong(p, get("rounds", 1000)).await;
                 (2 * p, String::new())
             }
+            "park" => {
+                let n = get("n", 1_000_000);
+                let (w, extra) = run_park(n, get("sleep-ms", 20_000)).await;
+                own_wall = Some(w);
+                (n, extra)
+            }
+            "echo" => {
+                let c = get("conns", 10_000);
+                let (w, extra) = run_echo(c, get("rounds", 100)).await;
+                own_wall = Some(w);
+                (c, extra)
+            }
             _ => unreachable!(),
         }
     });
-    let wall = start.elapsed().as_secs_f64();
+    let wall = own_wall.unwrap_or_else(|| start.elapsed().as_secs_f64());
     stop.store(true, Ordering::Relaxed);
 
     let extra = match workload {
@@ -325,6 +700,7 @@ fn main() {
             " msgs_per_s={:.0}",
             (2 * get("pairs", 1000) * get("rounds", 1000)) as f64 / wall
         ),
+        "park" | "echo" => extra,
         _ => unreachable!(),
     };
     println!(
