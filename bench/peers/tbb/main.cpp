@@ -21,7 +21,7 @@
 //   is no yield that resumes the same task later, and a task blocking on a
 //   one-slot channel would hold its thread (or deadlock with fewer threads
 //   than pairs), so any figure would be a fake.
-// - peak_rss_kb: getrusage(RUSAGE_SELF).ru_maxrss (KiB on Linux).
+// - peak_rss_kb: VmHWM from /proc/self/status (KiB).
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/info.h>
 #include <oneapi/tbb/task_arena.h>
@@ -92,10 +92,17 @@ std::map<std::string, long long> parse_args(const std::string &workload, int arg
     return vals;
 }
 
+// VmHWM from /proc/self/status, not ru_maxrss: Linux carries ru_maxrss
+// over from the launching process (bench/compare's Python).
 long peak_rss_kb() {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-    return ru.ru_maxrss;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = atol(line + 6);
+    fclose(f);
+    return kb;
 }
 
 // Prints a line on stderr once the run has taken a second, then every 5 s,
