@@ -30,6 +30,11 @@
  * 4. Deadlines are rounded up to whole milliseconds, and the wheel only
  *    fires a deadline once the clock has reached it (wheel.c), so no sleep
  *    ends early.
+ * 5. Once FIRED, a timer is unlinked and its owner never touches it
+ *    again; its task learns it through the wake (whose release orders the
+ *    FIRED store before the task's next step), so the task reads FIRED and
+ *    makes the timer IDLE without the lock. Only disarming an ARMED timer
+ *    takes the lock, which also settles a race with a firing in progress.
  */
 
 struct timer {
@@ -46,20 +51,31 @@ static_assert(sizeof(struct timer) == sizeof(myriad_timer_t),
 #define TM_ARMED UINT64_C(1)
 #define TM_FIRED UINT64_C(2)
 
+/*
+ * The state bits are read without the lock by the timer's own task (step
+ * 5), so 'when' is read and written with atomic builtins throughout.
+ */
+static uint64_t tm_when(const struct timer *tm)
+{
+	return __atomic_load_n(&tm->node.when, __ATOMIC_ACQUIRE);
+}
+
 static uint64_t tm_state(const struct timer *tm)
 {
-	return tm->node.when >> TM_STATE_SHIFT;
+	return tm_when(tm) >> TM_STATE_SHIFT;
 }
 
 static unsigned tm_worker(const struct timer *tm)
 {
-	return (unsigned)((tm->node.when & TM_WORKER_MASK) >> TM_WORKER_SHIFT);
+	return (unsigned)((tm_when(tm) & TM_WORKER_MASK) >> TM_WORKER_SHIFT);
 }
 
 static void tm_set_state(struct timer *tm, uint64_t st)
 {
-	tm->node.when = (tm->node.when & ~(UINT64_C(3) << TM_STATE_SHIFT)) |
-			(st << TM_STATE_SHIFT);
+	__atomic_store_n(&tm->node.when,
+			 (tm_when(tm) & ~(UINT64_C(3) << TM_STATE_SHIFT)) |
+				 (st << TM_STATE_SHIFT),
+			 __ATOMIC_RELEASE);
 }
 
 uint64_t myriad_now_ns(void)
@@ -193,12 +209,15 @@ void timer_release(struct myriad_task *t)
 
 	if (!(reg & TW_TIMER))
 		return;
-	ow = &task_rt(t)->workers[tm_worker(tm)];
-	spin_lock(&ow->wlock);
-	if (tm_state(tm) == TM_ARMED)
-		wheel_remove(ow->wheel, &tm->node);
+	if (tm_state(tm) != TM_FIRED) {
+		ow = &task_rt(t)->workers[tm_worker(tm)];
+		spin_lock(&ow->wlock);
+		if (tm_state(tm) == TM_ARMED)
+			wheel_remove(ow->wheel, &tm->node);
+		spin_unlock(&ow->wlock);
+	}
+	/* FIRED (step 5) or just unlinked: nobody else touches it now. */
 	tm_set_state(tm, TM_IDLE);
-	spin_unlock(&ow->wlock);
 	atomic_store_explicit(&t->wait, 0, memory_order_release);
 }
 
@@ -217,11 +236,8 @@ int myriad_sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
 	if (reg && reg != ((uintptr_t)tm | TW_TIMER))
 		wait_release(self); /* one wait at a time */
 	else if (reg) {
-		struct worker *ow = &w->rt->workers[tm_worker(tm)];
-
-		spin_lock(&ow->wlock);
+		/* Racy while ARMED, settled when FIRED (step 5). */
 		st = tm_state(tm);
-		spin_unlock(&ow->wlock);
 		if (myriad_task_cancelled(self)) {
 			timer_release(self);
 			return -ECANCELED;
@@ -239,8 +255,10 @@ int myriad_sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
 		d = WHEEL_WHEN_MASK;
 	tm->task = self;
 	tm->node.next = tm->node.prev = NULL;
-	tm->node.when = d | ((uint64_t)w->idx << TM_WORKER_SHIFT) |
-			(TM_ARMED << TM_STATE_SHIFT);
+	__atomic_store_n(&tm->node.when,
+			 d | ((uint64_t)w->idx << TM_WORKER_SHIFT) |
+				 (TM_ARMED << TM_STATE_SHIFT),
+			 __ATOMIC_RELAXED);
 	spin_lock(&w->wlock);
 	r = wheel_insert(w->wheel, &tm->node);
 	if (r == 0)

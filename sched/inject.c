@@ -51,6 +51,7 @@ static void push_locked(struct inject *q, struct myriad_task *t)
 {
 	size_t olen = atomic_load_explicit(&q->olen, memory_order_relaxed);
 
+	RING_PUT(t);
 	if (olen == 0 && ck_ring_enqueue_spmc(&q->ring, q->buf, t))
 		return;
 	t->next = NULL;
@@ -83,8 +84,10 @@ struct myriad_task *inject_pop(struct inject *q)
 {
 	struct myriad_task *t;
 
-	if (ck_ring_dequeue_spmc(&q->ring, q->buf, &t))
+	if (ck_ring_dequeue_spmc(&q->ring, q->buf, &t)) {
+		RING_GOT(t);
 		return t;
+	}
 	if (atomic_load_explicit(&q->olen, memory_order_acquire) == 0)
 		return NULL;
 	spin_lock(&q->lock);

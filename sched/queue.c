@@ -62,8 +62,10 @@ static void lq_overflow(struct worker *w, struct myriad_task *t)
 	unsigned n = 0;
 
 	while (n < MYRIAD_LQ_CAP / 2 &&
-	       ck_ring_dequeue_spmc(&w->ring, w->buf, &v[n]))
+	       ck_ring_dequeue_spmc(&w->ring, w->buf, &v[n])) {
+		RING_GOT(v[n]);
 		n++;
+	}
 	v[n++] = t;
 	inject_push_batch(&w->rt->inject, v, n);
 	CTR_INC(w, MYRIAD_CTR_OVERFLOWS);
@@ -72,6 +74,7 @@ static void lq_overflow(struct worker *w, struct myriad_task *t)
 
 void lq_push(struct worker *w, struct myriad_task *t)
 {
+	RING_PUT(t);
 	if (unlikely(!ck_ring_enqueue_spmc(&w->ring, w->buf, t)))
 		lq_overflow(w, t);
 	w->need_notify = true;
@@ -138,8 +141,10 @@ struct myriad_task *lq_pop(struct worker *w)
 {
 	struct myriad_task *t;
 
-	if (ck_ring_dequeue_spmc(&w->ring, w->buf, &t))
+	if (ck_ring_dequeue_spmc(&w->ring, w->buf, &t)) {
+		RING_GOT(t);
 		return t;
+	}
 	return NULL;
 }
 
@@ -165,10 +170,12 @@ struct myriad_task *lq_steal_half(struct worker *w, struct worker *victim)
 	while (n--) {
 		if (!ck_ring_dequeue_spmc(&victim->ring, victim->buf, &t))
 			break;
+		RING_GOT(t);
 		if (!first) {
 			first = t;
 			continue;
 		}
+		RING_PUT(t);
 		if (unlikely(!ck_ring_enqueue_spmc(&w->ring, w->buf, t)))
 			inject_push(&w->rt->inject, t);
 	}
