@@ -118,19 +118,28 @@ static uint64_t level_next(const struct wheel *w, unsigned l, unsigned *slot)
 	return start;
 }
 
-uint64_t wheel_next(const struct wheel *w)
+/* The earliest non-empty slot over all levels (step 2): its start. */
+static uint64_t earliest(const struct wheel *w, unsigned *level, unsigned *slot)
 {
 	uint64_t best = UINT64_MAX, t;
 	unsigned l, s;
 
-	if (!w->count)
-		return UINT64_MAX;
 	for (l = 0; l < WHEEL_LEVELS; l++) {
 		t = level_next(w, l, &s);
-		if (t < best)
+		if (t < best) {
 			best = t;
+			*level = l;
+			*slot = s;
+		}
 	}
 	return best;
+}
+
+uint64_t wheel_next(const struct wheel *w)
+{
+	unsigned l, s;
+
+	return w->count ? earliest(w, &l, &s) : UINT64_MAX;
 }
 
 size_t wheel_advance(struct wheel *w, uint64_t now,
@@ -139,18 +148,10 @@ size_t wheel_advance(struct wheel *w, uint64_t now,
 	size_t fired = 0;
 
 	while (w->count) {
-		uint64_t best = UINT64_MAX, t;
-		unsigned l, s, bl = 0, bs = 0;
+		unsigned bl = 0, bs = 0;
+		uint64_t best = earliest(w, &bl, &bs);
 		struct wheel_node *head, *n, *next;
 
-		for (l = 0; l < WHEEL_LEVELS; l++) {
-			t = level_next(w, l, &s);
-			if (t < best) {
-				best = t;
-				bl = l;
-				bs = s;
-			}
-		}
 		if (best > now)
 			break;
 		/* Take the whole slot (step 3). */

@@ -81,60 +81,51 @@ void park_ring_fini(struct worker *w)
 	w->uring_ok = false;
 }
 
-/* Reap what the ring holds without waiting. */
-void park_reap(struct worker *w)
-{
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
-	bool resent = false;
-
-	io_uring_for_each_cqe(&w->uring, head, cqe)
-	{
-		uint64_t kind = cqe->user_data & IO_UD_KIND;
-
-		if (kind == IO_UD_MSG_SENT && cqe->res < 0) {
-			/* A wake we sent failed to post: send it again. */
-			unsigned target =
-				(unsigned)(cqe->user_data >> IO_UD_SHIFT);
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&w->uring);
-
-			if (sqe && target < w->rt->nworkers) {
-				io_uring_prep_msg_ring(
-					sqe,
-					w->rt->workers[target].uring.ring_fd, 0,
-					IO_UD_WAKE, 0);
-				sqe->user_data = cqe->user_data;
-				sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-				resent = true;
-			}
-		} else if (kind != IO_UD_WAKE && kind != IO_UD_MSG_SENT) {
-			io_cqe(w, cqe);
-		}
-		n++;
-	}
-	if (n)
-		io_uring_cq_advance(&w->uring, n);
-	if (resent)
-		io_uring_submit(&w->uring);
-}
-
 /* Post a wake completion to worker 'target' through ring 'ring'. */
 static void send_wake(struct io_uring *ring, struct worker *target)
 {
 	struct io_uring_sqe *sqe;
 
-	sqe = io_uring_get_sqe(ring);
-	if (!sqe) {
+	/*
+	 * Never dropped: a full submission queue holds only what this thread
+	 * prepared and empties with the submit.
+	 */
+	while (!(sqe = io_uring_get_sqe(ring)))
 		io_uring_submit(ring);
-		sqe = io_uring_get_sqe(ring);
-		if (!sqe)
-			return;
-	}
 	io_uring_prep_msg_ring(sqe, target->uring.ring_fd, 0, IO_UD_WAKE, 0);
 	sqe->user_data =
 		IO_UD_MSG_SENT | ((uint64_t)target->idx << IO_UD_SHIFT);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 	io_uring_submit(ring);
+}
+
+/* Reap what the ring holds without waiting. */
+void park_reap(struct worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0, i, nresend = 0;
+	unsigned resend[16];
+
+	io_uring_for_each_cqe(&w->uring, head, cqe)
+	{
+		uint64_t kind = cqe->user_data & IO_UD_KIND;
+		unsigned target = (unsigned)(cqe->user_data >> IO_UD_SHIFT);
+
+		if (kind == IO_UD_MSG_SENT) {
+			/* A wake we sent failed to post: send it again. */
+			if (cqe->res < 0 && target < w->rt->nworkers) {
+				if (nresend == 16)
+					break; /* the rest at the next reap */
+				resend[nresend++] = target;
+			}
+		} else if (kind != IO_UD_WAKE) {
+			io_cqe(w, cqe);
+		}
+		n++;
+	}
+	io_uring_cq_advance(&w->uring, n);
+	for (i = 0; i < nresend; i++)
+		send_wake(&w->uring, &w->rt->workers[resend[i]]);
 }
 
 static void wake_worker(struct myriad_rt *rt, struct worker *from, unsigned idx)
@@ -163,6 +154,12 @@ static void wake_worker(struct myriad_rt *rt, struct worker *from, unsigned idx)
 	pthread_mutex_unlock(&rt->olock);
 }
 
+/* Somebody sleeps and nobody searches: new work needs a sleeper woken. */
+static bool sleeper_wanted(struct myriad_rt *rt, uint32_t s)
+{
+	return IDLE_SEARCHING(s) == 0 && IDLE_UNPARKED(s) < rt->nworkers;
+}
+
 /* Step 3: after making work visible, wake a sleeper if nobody searches. */
 void notify_one(struct myriad_rt *rt, struct worker *from)
 {
@@ -171,7 +168,7 @@ void notify_one(struct myriad_rt *rt, struct worker *from)
 
 	atomic_thread_fence(memory_order_seq_cst);
 	s = atomic_load_explicit(&rt->idle.state, memory_order_seq_cst);
-	if (IDLE_SEARCHING(s) != 0 || IDLE_UNPARKED(s) >= rt->nworkers)
+	if (!sleeper_wanted(rt, s))
 		return;
 	idx = idle_take_sleeper(rt);
 	if (idx >= 0)
@@ -187,12 +184,9 @@ void notify_one(struct myriad_rt *rt, struct worker *from)
  */
 void notify_local(struct myriad_rt *rt, struct worker *w)
 {
-	uint32_t s =
-		atomic_load_explicit(&rt->idle.state, memory_order_relaxed);
-
-	if (IDLE_SEARCHING(s) != 0 || IDLE_UNPARKED(s) >= rt->nworkers)
-		return;
-	notify_one(rt, w);
+	if (sleeper_wanted(rt, atomic_load_explicit(&rt->idle.state,
+						    memory_order_relaxed)))
+		notify_one(rt, w);
 }
 
 /* Wake every worker (shutdown, or the active count grew). */
@@ -219,9 +213,14 @@ bool work_visible(struct myriad_rt *rt)
 	return false;
 }
 
-static void park_wait(struct worker *w);
-
-void park(struct worker *w)
+/*
+ * Sleep in the ring (step 1, 2, 5 and 6). 'look': re-check the queues
+ * before sleeping (a worker out of work); a worker the policy made
+ * inactive sleeps without looking, and wakes when the active count grows
+ * (notify_all) or at shutdown, since notifications only take active
+ * workers off the sleepers list.
+ */
+static void park_common(struct worker *w, bool look)
 {
 	struct myriad_rt *rt = w->rt;
 
@@ -230,45 +229,33 @@ void park(struct worker *w)
 	w->searching = false;
 
 	/* Step 2. */
-	if (work_visible(rt) ||
+	if ((look && work_visible(rt)) ||
 	    atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
 		if (!idle_unpark_self(rt, w))
 			w->searching = true; /* a notifier took us: step 6 */
 		return;
 	}
 
-	park_wait(w);
-}
-
-/* Step 5 and 6: sleep in the ring, then account for how we woke. */
-static void park_wait(struct worker *w)
-{
+	/* Step 5: returns at once if a wake is already in the ring. */
 	CTR_INC(w, MYRIAD_CTR_PARKS);
-	/* Timers due while asleep wake us through the ring too. */
-	io_timers_arm(w);
-	/* Returns at once if a wake is already in the ring. */
+	io_timers_arm(w); /* due timers wake us through the ring too */
 	io_uring_submit_and_wait(&w->uring, 1);
 	park_reap(w);
 	io_timers_poll(w);
-	if (!idle_unpark_self(w->rt, w)) {
+
+	/* Step 6. */
+	if (!idle_unpark_self(rt, w)) {
 		w->searching = true;
 		CTR_INC(w, MYRIAD_CTR_WAKES);
 	}
 }
 
-/*
- * Sleep without looking for work: for a worker the policy made inactive.
- * Notifications only take active workers off the sleepers list, so this
- * one wakes when the active count grows (notify_all) or at shutdown.
- */
+void park(struct worker *w)
+{
+	park_common(w, true);
+}
+
 void park_sleep(struct worker *w)
 {
-	idle_park(w->rt, w);
-	w->searching = false;
-	if (atomic_load_explicit(&w->rt->shutdown, memory_order_acquire)) {
-		if (!idle_unpark_self(w->rt, w))
-			w->searching = true;
-		return;
-	}
-	park_wait(w);
+	park_common(w, false);
 }

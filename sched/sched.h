@@ -103,7 +103,6 @@ enum task_flag {
  * pointer, chan.c's flags in bits 0-1) or a timer (8-byte aligned pointer
  * | TW_TIMER). One at a time; wait_release() gives it up.
  */
-#define TW_RECV ((uintptr_t)1)
 #define TW_TIMER ((uintptr_t)4)
 #define TW_KIND_MASK ((uintptr_t)7)
 
@@ -332,22 +331,10 @@ bool work_visible(struct myriad_rt *rt);
 
 /* worker.c */
 void *worker_main(void *arg);
-struct myriad_task *worker_search(struct worker *w);
 
 /* chan.c, io/timer.c: give up what the task waits on */
 void chan_task_finished(struct myriad_task *t);
 void timer_release(struct myriad_task *t);
 void wait_release(struct myriad_task *t);
-
-static inline uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
 
 #endif

@@ -155,30 +155,6 @@ bool task_wake_prepare(struct myriad_task *t)
 	}
 }
 
-/*
- * Queue a task that this thread just made SCHEDULED: on a worker of the
- * same runtime into its LIFO slot (or the inject queue if the policy says
- * so), from anywhere else into the inject queue with a notification.
- */
-void task_schedule(struct myriad_rt *rt, struct myriad_task *t)
-{
-	struct worker *w = cur_worker();
-
-	if (likely(w && w->rt == rt)) {
-		if (unlikely(rt->pol->spawn_place) &&
-		    rt->pol->spawn_place(rt->pctx, w->idx) ==
-			    MYRIAD_PLACE_INJECT) {
-			inject_push(&rt->inject, t);
-			w->need_notify = true;
-			return;
-		}
-		lq_push_lifo(w, t);
-		return;
-	}
-	inject_push(&rt->inject, t);
-	notify_one(rt, NULL);
-}
-
 /* Step 5: add the running step's pending children to its join count. */
 void join_flush(struct worker *w)
 {
@@ -192,20 +168,49 @@ void join_flush(struct worker *w)
 }
 
 /*
+ * The policy sends a task spawned or woken on worker 'w' to the inject
+ * queue: put it there (children of the running step are counted first,
+ * step 5, since another worker may now run them).
+ */
+static bool placed_inject(struct myriad_rt *rt, struct worker *w,
+			  struct myriad_task *t)
+{
+	if (likely(!rt->pol->spawn_place) ||
+	    rt->pol->spawn_place(rt->pctx, w->idx) != MYRIAD_PLACE_INJECT)
+		return false;
+	join_flush(w);
+	inject_push(&rt->inject, t);
+	w->need_notify = true;
+	return true;
+}
+
+/*
+ * Queue a task that this thread just made SCHEDULED: on a worker of the
+ * same runtime into its LIFO slot (or where the policy says), from anywhere
+ * else into the inject queue with a notification.
+ */
+void task_schedule(struct myriad_rt *rt, struct myriad_task *t)
+{
+	struct worker *w = cur_worker();
+
+	if (likely(w && w->rt == rt)) {
+		if (!placed_inject(rt, w, t))
+			lq_push_lifo(w, t);
+		return;
+	}
+	inject_push(&rt->inject, t);
+	notify_one(rt, NULL);
+}
+
+/*
  * Queue a task just spawned by worker 'w' (of runtime 'rt'): on its spawn
  * stack, unless the policy sends it to the inject queue.
  */
 void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
 			   struct myriad_task *t)
 {
-	if (unlikely(rt->pol->spawn_place) &&
-	    rt->pol->spawn_place(rt->pctx, w->idx) == MYRIAD_PLACE_INJECT) {
-		join_flush(w);
-		inject_push(&rt->inject, t);
-		w->need_notify = true;
-		return;
-	}
-	lq_push_stack(w, t);
+	if (!placed_inject(rt, w, t))
+		lq_push_stack(w, t);
 }
 
 /* Give up the channel or timer the task waits on (sched.h, 'wait'). */
@@ -219,21 +224,10 @@ void wait_release(struct myriad_task *t)
 		chan_task_finished(t);
 }
 
-/* Free every child of a parent whose join count is zero. */
-static void reap_children(struct worker *w, struct myriad_task *t)
-{
-	struct myriad_task *c = t->children, *n;
-
-	t->children = NULL;
-	for (; c; c = n) {
-		n = c->sibling;
-		task_free(w->rt, w, c);
-	}
-}
-
 /*
  * Free the children from 'head' to the end of the list: those a join saw
- * finished (children spawned after that join come before 'head').
+ * finished (children spawned after that join come before 'head'); from
+ * the list's head, all of them, once the join count is zero.
  */
 static void reap_joined(struct worker *w, struct myriad_task *t,
 			struct myriad_task *head)
@@ -361,7 +355,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 		if (t->children && !pend &&
 		    TS_JOIN(atomic_load_explicit(&t->state,
 						 memory_order_acquire)) == 0)
-			reap_children(w, t);
+			reap_joined(w, t, t->children);
 		/* Ended through a cancelled ancestor: its status says so. */
 		if (unlikely(atomic_load_explicit(&w->rt->ncancels,
 						  memory_order_relaxed)) &&

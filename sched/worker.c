@@ -141,7 +141,7 @@ static void share_work(struct worker *w)
  * ask the policy for victims and take half of a victim's ring; then the
  * LIFO slots of workers stuck in long steps; then the inject queue.
  */
-struct myriad_task *worker_search(struct worker *w)
+static struct myriad_task *worker_search(struct worker *w)
 {
 	struct myriad_rt *rt = w->rt;
 	const struct myriad_policy_ops *pol = rt->pol;
