@@ -25,7 +25,7 @@ struct bench {
 	struct timespec t_spawned; /* park: all spawned */
 	int64_t n, m;		   /* workload parameters */
 	myriad_chan_t **chans;	   /* pingpong */
-	_Atomic int progress_done;
+	_Atomic int failed;	   /* a spawn failed: -errno */
 };
 
 static struct bench B;
@@ -84,6 +84,29 @@ static void count_down(void)
 	}
 }
 
+/*
+ * Spawn, or mark the run failed and wake the root, which stops waiting;
+ * main then exits 1 without a RESULT line. Returns what
+ * myriad_task_spawn() returns (NULL for a detached task).
+ */
+static myriad_task_t *spawn(myriad_task_t *self, myriad_step_fn fn,
+			    const void *init, size_t size, unsigned flags)
+{
+	myriad_task_t *t;
+	int err, none = 0;
+
+	t = myriad_task_spawn(self, fn, init, size, flags, &err);
+	if (err && atomic_compare_exchange_strong(&B.failed, &none, err))
+		myriad_waker_wake(B.root);
+	return t;
+}
+
+/* What a root waits for: every task finished, or a spawn failed. */
+static bool run_over(void)
+{
+	return atomic_load(&B.left) == 0 || atomic_load(&B.failed);
+}
+
 /* The root of spawn, chain, yield and pingpong: start, then wait. */
 struct root {
 	MYRIAD_CORO_FIELD;
@@ -101,24 +124,17 @@ static int empty_step(myriad_task_t *self, void *st)
 static int spawn_root(myriad_task_t *self, void *p)
 {
 	struct root *st = p;
-	int err;
 
 	MYRIAD_BEGIN(st);
 	B.root = myriad_task_waker(self);
 	clock_gettime(CLOCK_MONOTONIC, &B.t0);
-	for (st->i = 0; st->i < B.n; st->i++) {
-		err = 0;
-		if (!myriad_task_spawn(self, empty_step, NULL, 0,
-				       MYRIAD_SPAWN_DETACHED, &err) &&
-		    err) {
-			fprintf(stderr, "spawn: %s\n", strerror(-err));
-			return MYRIAD_DONE;
-		}
+	for (st->i = 0; st->i < B.n && !B.failed; st->i++) {
+		spawn(self, empty_step, NULL, 0, MYRIAD_SPAWN_DETACHED);
 		/* Give the spawned tasks a turn on this worker too. */
 		if ((st->i & 255) == 255)
 			MYRIAD_YIELD(st);
 	}
-	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	MYRIAD_WAIT_UNTIL(st, run_over());
 	MYRIAD_END(st);
 }
 
@@ -133,8 +149,8 @@ static int chain_step(myriad_task_t *self, void *p)
 	struct link *st = p, next = { st->i + 1 };
 
 	if (next.i < B.n)
-		myriad_task_spawn(self, chain_step, &next, sizeof(next),
-				  MYRIAD_SPAWN_DETACHED, NULL);
+		spawn(self, chain_step, &next, sizeof(next),
+		      MYRIAD_SPAWN_DETACHED);
 	count_down();
 	return MYRIAD_DONE;
 }
@@ -147,9 +163,8 @@ static int chain_root(myriad_task_t *self, void *p)
 	MYRIAD_BEGIN(st);
 	B.root = myriad_task_waker(self);
 	clock_gettime(CLOCK_MONOTONIC, &B.t0);
-	myriad_task_spawn(self, chain_step, &first, sizeof(first),
-			  MYRIAD_SPAWN_DETACHED, NULL);
-	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	spawn(self, chain_step, &first, sizeof(first), MYRIAD_SPAWN_DETACHED);
+	MYRIAD_WAIT_UNTIL(st, run_over());
 	MYRIAD_END(st);
 }
 
@@ -172,9 +187,9 @@ static int fib_step(myriad_task_t *self, void *p)
 		return MYRIAD_DONE;
 	}
 	c.n = st->n - 1;
-	st->a = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
+	st->a = spawn(self, fib_step, &c, sizeof(c), 0);
 	c.n = st->n - 2;
-	st->b = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
+	st->b = spawn(self, fib_step, &c, sizeof(c), 0);
 	MYRIAD_JOIN(st, self);
 	myriad_task_set_result(self, myriad_task_result(st->a) +
 					     myriad_task_result(st->b));
@@ -189,7 +204,7 @@ static int fib_root(myriad_task_t *self, void *p)
 	MYRIAD_BEGIN(st);
 	clock_gettime(CLOCK_MONOTONIC, &B.t0);
 	c.n = st->n;
-	st->a = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
+	st->a = spawn(self, fib_step, &c, sizeof(c), 0);
 	MYRIAD_JOIN(st, self);
 	clock_gettime(CLOCK_MONOTONIC, &B.t1);
 	myriad_task_set_result(self, myriad_task_result(st->a));
@@ -221,11 +236,10 @@ static int yield_root(myriad_task_t *self, void *p)
 	MYRIAD_BEGIN(st);
 	B.root = myriad_task_waker(self);
 	clock_gettime(CLOCK_MONOTONIC, &B.t0);
-	for (st->i = 0; st->i < B.n; st->i++)
-		myriad_task_spawn(self, yield_step, NULL,
-				  sizeof(struct yielder), MYRIAD_SPAWN_DETACHED,
-				  NULL);
-	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	for (st->i = 0; st->i < B.n && !B.failed; st->i++)
+		spawn(self, yield_step, NULL, sizeof(struct yielder),
+		      MYRIAD_SPAWN_DETACHED);
+	MYRIAD_WAIT_UNTIL(st, run_over());
 	MYRIAD_END(st);
 }
 
@@ -273,20 +287,20 @@ static int pingpong_root(myriad_task_t *self, void *p)
 	MYRIAD_BEGIN(st);
 	B.root = myriad_task_waker(self);
 	clock_gettime(CLOCK_MONOTONIC, &B.t0);
-	for (st->i = 0; st->i < B.n; st->i++) {
+	for (st->i = 0; st->i < B.n && !B.failed; st->i++) {
 		memset(&pl, 0, sizeof(pl));
 		pl.in = B.chans[2 * st->i + 1];
 		pl.out = B.chans[2 * st->i];
 		pl.serve = true;
-		myriad_task_spawn(self, player_step, &pl, sizeof(pl),
-				  MYRIAD_SPAWN_DETACHED, NULL);
+		spawn(self, player_step, &pl, sizeof(pl),
+		      MYRIAD_SPAWN_DETACHED);
 		pl.in = B.chans[2 * st->i];
 		pl.out = B.chans[2 * st->i + 1];
 		pl.serve = false;
-		myriad_task_spawn(self, player_step, &pl, sizeof(pl),
-				  MYRIAD_SPAWN_DETACHED, NULL);
+		spawn(self, player_step, &pl, sizeof(pl),
+		      MYRIAD_SPAWN_DETACHED);
 	}
-	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	MYRIAD_WAIT_UNTIL(st, run_over());
 	MYRIAD_END(st);
 }
 
@@ -356,20 +370,13 @@ static void park_note_alive(int64_t spawned)
 static int park_root(myriad_task_t *self, void *p)
 {
 	struct root *st = p;
-	int err;
 
 	MYRIAD_BEGIN(st);
 	B.root = myriad_task_waker(self);
 	clock_gettime(CLOCK_MONOTONIC, &B.t0);
-	for (st->i = 0; st->i < B.n; st->i++) {
-		err = 0;
-		if (!myriad_task_spawn(self, park_step, NULL,
-				       sizeof(myriad_timer_t),
-				       MYRIAD_SPAWN_DETACHED, &err) &&
-		    err) {
-			fprintf(stderr, "spawn: %s\n", strerror(-err));
-			return MYRIAD_DONE;
-		}
+	for (st->i = 0; st->i < B.n && !B.failed; st->i++) {
+		spawn(self, park_step, NULL, sizeof(myriad_timer_t),
+		      MYRIAD_SPAWN_DETACHED);
 		if ((st->i & 1023) == 1023) {
 			park_note_alive(st->i + 1);
 			MYRIAD_YIELD(st);
@@ -377,7 +384,7 @@ static int park_root(myriad_task_t *self, void *p)
 	}
 	park_note_alive(B.n);
 	clock_gettime(CLOCK_MONOTONIC, &B.t_spawned);
-	MYRIAD_WAIT_UNTIL(st, atomic_load(&B.left) == 0);
+	MYRIAD_WAIT_UNTIL(st, run_over());
 	MYRIAD_END(st);
 }
 
@@ -576,6 +583,11 @@ int main(int argc, char **argv)
 		pthread_join(prog, NULL);
 	if (r < 0) {
 		fprintf(stderr, "myriad-bench: run: %s\n", strerror(-r));
+		return 1;
+	}
+	if (B.failed) {
+		fprintf(stderr, "myriad-bench: spawn: %s\n",
+			strerror(-B.failed));
 		return 1;
 	}
 	if (getenv("MYRIAD_BENCH_STATS")) {
