@@ -4,6 +4,13 @@
  * (at most half), how many are awake, and the list of sleeping workers
  * that a notification wakes one at a time.
  */
+/*
+ * The counts and the sleepers list change together under the idle lock,
+ * with sequentially consistent read-modify-writes on the state word: that
+ * is what park.c's numbered notify/park protocol (steps 1, 3, 4 and 6)
+ * relies on to show that no wake-up is lost.
+ */
+
 #include <stdlib.h>
 
 #include "sched.h"

@@ -57,6 +57,12 @@
  *    step ends. Whatever would make one visible to another thread earlier
  *    (a spill of the stack, the inject queue) first adds the pending count
  *    with join_flush(), and myriad_task_join() counts it too.
+ * 6. A task that finishes with a join count of zero and no handle enters
+ *    DONE with a plain store, not a compare-and-swap: no child is left to
+ *    decrement the word, a wake finding DONE changes nothing, and a cancel
+ *    racing the store is lost only for a task that finished anyway. A
+ *    handle's release flag must not be lost (whoever of the
+ *    task and the handle comes second frees it), so handle tasks always take the compare-and-swap.
  */
 
 __thread struct worker *sched_cur_worker
@@ -368,13 +374,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 	}
 
 	s = atomic_load_explicit(&t->state, memory_order_relaxed);
-	/*
-	 * Finished with no children left and no handle: a plain store is
-	 * enough. Nothing can change the word meanwhile except a cancel (a
-	 * finished task keeps the status it finished with) or a wake (a no-op
-	 * on DONE); a handle's release flag, which must not be lost, takes
-	 * the compare-and-swap below.
-	 */
+	/* Step 6: finished, no children left, no handle: a plain store. */
 	if (r == MYRIAD_DONE && !pend && TS_JOIN(s) == 0 && !(s & TF_HANDLE)) {
 		ns = (s & ~(uint64_t)(TS_LC_MASK | TF_WOKEN)) | TS_DONE;
 		atomic_store_explicit(&t->state, ns, memory_order_release);
