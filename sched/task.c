@@ -61,8 +61,9 @@
  *    DONE with a plain store, not a compare-and-swap: no child is left to
  *    decrement the word, a wake finding DONE changes nothing, and a cancel
  *    racing the store is lost only for a task that finished anyway. A
- *    handle's release flag must not be lost (whoever of the
- *    task and the handle comes second frees it), so handle tasks always take the compare-and-swap.
+ *    handle's release flag must not be lost (whoever of the task and the
+ *    handle comes second frees it), so handle tasks always take the
+ *    compare-and-swap.
  */
 
 __thread struct worker *sched_cur_worker
