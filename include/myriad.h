@@ -12,6 +12,7 @@
 #include <myriad/waker.h>
 #include <myriad/chan.h>
 #include <myriad/time.h>
+#include <myriad/io.h>
 #include <myriad/policy.h>
 #include <myriad/stats.h>
 #include <myriad/coro.h>

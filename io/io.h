@@ -4,20 +4,76 @@
  * ring's operations later), and the completion kinds of its ring. sched/
  * drives the ring; io/ wakes tasks only through the state word protocol.
  */
-#ifndef MYRIAD_IO_H
-#define MYRIAD_IO_H
+#ifndef MYRIAD_IO_INTERNAL_H
+#define MYRIAD_IO_INTERNAL_H
 
 #include "sched/sched.h"
+#include "io/wheel.h"
 
 /*
  * A completion's user_data: the low bits say whose it is, the rest is
- * theirs. Wakes between workers are park.c's; timeouts are timer.c's.
+ * theirs (an index shifted by IO_UD_SHIFT, or an 8-aligned record
+ * pointer). Wakes between workers are park.c's; timeouts are timer.c's;
+ * operations are ops.c's. user_data 0 is ignored.
  */
 #define IO_UD_KIND 7ull
 #define IO_UD_WAKE 1ull	    /* a wake posted by another thread */
 #define IO_UD_MSG_SENT 2ull /* our MSG_RING, reported only on failure */
 #define IO_UD_TIMEOUT 3ull  /* the timeout armed for the earliest timer */
+#define IO_UD_OP 4ull	    /* an operation's completion: record | 4 */
+#define IO_UD_LTMO 5ull	    /* its linked timeout's: record | 5 */
+#define IO_UD_XCANCEL 6ull  /* another worker asks us to cancel: rec | 6 */
+#define IO_UD_XSENT 7ull    /* that request failed to post: rec | 7 */
 #define IO_UD_SHIFT 8
+
+/* A timer (myriad_timer_t): a wheel node and the task it wakes. */
+struct timer {
+	struct wheel_node node; /* when: deadline ms | worker | state */
+	struct myriad_task *task;
+};
+
+/* An operation record (myriad_io_t), in its task's state. See ops.c. */
+struct io_op {
+	_Atomic uint32_t st; /* phase and flags, shared with the ring owner */
+	int32_t res;	     /* the kernel's result */
+	uint32_t cflags;     /* the completion's flags (buffer id) */
+	uint16_t worker;     /* the ring it was submitted to */
+	uint8_t kind;	     /* enum io_kind */
+	uint8_t oflags;	     /* the task's own flags */
+	struct myriad_task *task;
+	struct io_op *next; /* the task's list of records in use */
+	union {
+		struct __kernel_timespec ts; /* linked timeout, absolute */
+		struct {
+			int *q; /* accepted, not yet returned */
+			uint32_t head, n, cap;
+			struct spin lock;
+		} acc;
+		struct timer tm; /* a task deadline's timer */
+		struct {
+			myriad_blocking_fn fn;
+			void *arg;
+			int64_t ret;
+			struct io_op *qnext; /* the pool's queue */
+		} blk;
+	} u;
+};
+
+enum io_kind {
+	IOK_NONE,
+	IOK_ACCEPT,
+	IOK_CONNECT,
+	IOK_SEND,
+	IOK_RECV,
+	IOK_RECV_BUF,
+	IOK_READ,
+	IOK_WRITE,
+	IOK_OPENAT,
+	IOK_CLOSE,
+	IOK_POLL,
+	IOK_BLOCKING,
+	IOK_DEADLINE,
+};
 
 int io_worker_init(struct worker *w);
 void io_worker_fini(struct worker *w);
@@ -27,5 +83,25 @@ void io_timers_poll(struct worker *w);
 void io_timers_arm(struct worker *w);
 /* A completion of io/'s own (not a wake). */
 void io_cqe(struct worker *w, const struct io_uring_cqe *cqe);
+
+/* ops.c: the worker's side */
+void io_op_cqe(struct worker *w, const struct io_uring_cqe *cqe);
+int io_ops_init(struct worker *w);
+/* Submit what the tick queued and reap what completed: one enter. */
+void io_tick(struct worker *w);
+/* Shutdown, in the worker's thread: cancel everything in flight, reap. */
+void io_drain(struct worker *w);
+/* The task's side: cancel its operations; at DONE, settle its records. */
+void io_task_cancel(struct worker *w, struct myriad_task *t);
+void io_task_finish(struct worker *w, struct myriad_task *t);
+
+/* timer.c, for task deadlines */
+int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
+	      uint64_t deadline_ns, bool deadline);
+void timer_disarm(struct myriad_rt *rt, struct timer *tm);
+
+/* offload.c */
+int offload_submit(struct myriad_rt *rt, struct io_op *op);
+void offload_stop(struct myriad_rt *rt);
 
 #endif

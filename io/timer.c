@@ -19,9 +19,9 @@
  *    records that worker in its 'when' word. Its state (IDLE, ARMED,
  *    FIRED) and its links change only under that wheel's lock.
  * 2. The owner fires a due timer under the lock: ARMED->FIRED, and moves
- *    the task toward running (task.c). If that made the task SCHEDULED,
- *    the owner queues it after unlocking: a queued task cannot finish
- *    before it runs, so it is still there.
+ *    the task toward running (task.c); if that made the task SCHEDULED,
+ *    it queues it. A deadline timer instead cancels its task with the
+ *    reason -ETIME, which wakes it the same way.
  * 3. The task's 'wait' word names the armed timer. A task that finishes,
  *    is cancelled, or waits on something else first takes the lock of the
  *    timer's wheel and disarms it (unlinks it if ARMED), so the wheel never
@@ -37,15 +37,12 @@
  *    takes the lock, which also settles a race with a firing in progress.
  */
 
-struct timer {
-	struct wheel_node node; /* when: deadline ms | worker | state */
-	struct myriad_task *task;
-};
 static_assert(sizeof(struct timer) == sizeof(myriad_timer_t),
 	      "myriad_timer_t must hold a struct timer");
 
 #define TM_WORKER_SHIFT WHEEL_WHEN_BITS
-#define TM_WORKER_MASK (UINT64_C(0x3fff) << TM_WORKER_SHIFT)
+#define TM_WORKER_MASK (UINT64_C(0x1fff) << TM_WORKER_SHIFT)
+#define TM_DEADLINE (UINT64_C(1) << 61) /* a task deadline, not a sleep */
 #define TM_STATE_SHIFT 62
 #define TM_IDLE UINT64_C(0)
 #define TM_ARMED UINT64_C(1)
@@ -117,33 +114,29 @@ static void update_next(struct worker *w)
 			      memory_order_relaxed);
 }
 
-struct fire_ctx {
-	struct myriad_task *head, *tail;
-};
-
-/* Step 2, under the lock. Tasks to queue are chained through 'next'. */
+/*
+ * Step 2, under the lock: a task this made SCHEDULED goes to the worker's
+ * queue at once, in deadline order behind what is queued (the queue's
+ * overflow takes the inject queue's lock, which never waits for a wheel).
+ */
 static void fire(struct wheel_node *n, void *arg)
 {
 	struct timer *tm = (struct timer *)n;
-	struct fire_ctx *fc = arg;
+	struct worker *w = arg;
 	struct myriad_task *t = tm->task;
 
-	tm_set_state(tm, TM_FIRED);
-	if (!task_wake_prepare(t))
+	if (unlikely(tm_when(tm) & TM_DEADLINE)) {
+		tm_set_state(tm, TM_FIRED);
+		task_timed_out(w, t);
 		return;
-	/* SCHEDULED and in no queue yet: 'next' is ours until queued. */
-	t->next = NULL;
-	if (fc->tail)
-		fc->tail->next = t;
-	else
-		fc->head = t;
-	fc->tail = t;
+	}
+	tm_set_state(tm, TM_FIRED);
+	if (task_wake_prepare(t))
+		lq_push(w, t);
 }
 
 void io_timers_poll(struct worker *w)
 {
-	struct fire_ctx fc = { NULL, NULL };
-	struct myriad_task *t, *n;
 	uint64_t now;
 
 	if (atomic_load_explicit(&w->timer_next, memory_order_relaxed) ==
@@ -153,14 +146,9 @@ void io_timers_poll(struct worker *w)
 	if (now < atomic_load_explicit(&w->timer_next, memory_order_relaxed))
 		return;
 	spin_lock(&w->wlock);
-	wheel_advance(w->wheel, now, fire, &fc);
+	wheel_advance(w->wheel, now, fire, w);
 	update_next(w);
 	spin_unlock(&w->wlock);
-	/* In deadline order, behind what is queued. */
-	for (t = fc.head; t; t = n) {
-		n = t->next;
-		lq_push(w, t);
-	}
 }
 
 /*
@@ -200,17 +188,18 @@ void io_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 
 /* ---- the task side ---- */
 
-/* Step 3: disarm; the caller owns 't' (it is the running task). */
-void timer_release(struct myriad_task *t)
+/*
+ * Step 3: disarm 'tm' (armed, fired or idle); the caller is the timer's
+ * task's step, or the runtime finishing it.
+ */
+void timer_disarm(struct myriad_rt *rt, struct timer *tm)
 {
-	uintptr_t reg = atomic_load_explicit(&t->wait, memory_order_acquire);
-	struct timer *tm = (struct timer *)(reg & ~TW_KIND_MASK);
 	struct worker *ow;
 
-	if (!(reg & TW_TIMER))
+	if (tm_state(tm) == TM_IDLE)
 		return;
 	if (tm_state(tm) != TM_FIRED) {
-		ow = &task_rt(t)->workers[tm_worker(tm)];
+		ow = &rt->workers[tm_worker(tm)];
 		spin_lock(&ow->wlock);
 		if (tm_state(tm) == TM_ARMED)
 			wheel_remove(ow->wheel, &tm->node);
@@ -218,45 +207,37 @@ void timer_release(struct myriad_task *t)
 	}
 	/* FIRED (step 5) or just unlinked: nobody else touches it now. */
 	tm_set_state(tm, TM_IDLE);
+}
+
+void timer_release(struct myriad_task *t)
+{
+	uintptr_t reg = atomic_load_explicit(&t->wait, memory_order_acquire);
+
+	if (!(reg & TW_TIMER))
+		return;
+	timer_disarm(task_rt(t), (struct timer *)(reg & ~TW_KIND_MASK));
 	atomic_store_explicit(&t->wait, 0, memory_order_release);
 }
 
-int myriad_sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
-		       uint64_t deadline_ns)
+/*
+ * Arm an idle 'tm' for task 't' on worker 'w''s wheel (step 1), rounding
+ * up (step 4); 'deadline': when it fires, cancel the task with -ETIME
+ * instead of waking it. Returns -EAGAIN when armed, 0 when the deadline
+ * has already passed (not armed).
+ */
+int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
+	      uint64_t deadline_ns, bool deadline)
 {
-	struct worker *w = cur_worker();
-	struct timer *tm = (struct timer *)tmo;
-	uintptr_t reg;
-	uint64_t st, d;
+	uint64_t d = (deadline_ns + 999999u) / 1000000u;
 	int r;
 
-	if (!self || !tm || !w || w->current != self)
-		return -EINVAL;
-	reg = atomic_load_explicit(&self->wait, memory_order_acquire);
-	if (reg && reg != ((uintptr_t)tm | TW_TIMER))
-		wait_release(self); /* one wait at a time */
-	else if (reg) {
-		/* Racy while ARMED, settled when FIRED (step 5). */
-		st = tm_state(tm);
-		if (myriad_task_cancelled(self)) {
-			timer_release(self);
-			return -ECANCELED;
-		}
-		if (st == TM_ARMED)
-			return -EAGAIN;
-		timer_release(self); /* fired: idle again */
-		return 0;
-	}
-	if (myriad_task_cancelled(self))
-		return -ECANCELED;
-	/* Arm on this worker's wheel (step 1), rounding up (step 4). */
-	d = (deadline_ns + 999999u) / 1000000u;
 	if (d > WHEEL_WHEN_MASK)
 		d = WHEEL_WHEN_MASK;
-	tm->task = self;
+	tm->task = t;
 	tm->node.next = tm->node.prev = NULL;
 	__atomic_store_n(&tm->node.when,
 			 d | ((uint64_t)w->idx << TM_WORKER_SHIFT) |
+				 (deadline ? TM_DEADLINE : 0) |
 				 (TM_ARMED << TM_STATE_SHIFT),
 			 __ATOMIC_RELAXED);
 	spin_lock(&w->wlock);
@@ -269,9 +250,42 @@ int myriad_sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
 		tm_set_state(tm, TM_IDLE);
 		return 0;
 	}
-	atomic_store_explicit(&self->wait, (uintptr_t)tm | TW_TIMER,
-			      memory_order_release);
 	return -EAGAIN;
+}
+
+int myriad_sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
+		       uint64_t deadline_ns)
+{
+	struct worker *w = cur_worker();
+	struct timer *tm = (struct timer *)tmo;
+	uintptr_t reg;
+	uint64_t st;
+	int r;
+
+	if (!self || !tm || !w || w->current != self)
+		return -EINVAL;
+	reg = atomic_load_explicit(&self->wait, memory_order_acquire);
+	if (reg && reg != ((uintptr_t)tm | TW_TIMER))
+		wait_release(self); /* one wait at a time */
+	else if (reg) {
+		/* Racy while ARMED, settled when FIRED (step 5). */
+		st = tm_state(tm);
+		if (myriad_task_cancelled(self)) {
+			timer_release(self);
+			return task_cancel_reason(self);
+		}
+		if (st == TM_ARMED)
+			return -EAGAIN;
+		timer_release(self); /* fired: idle again */
+		return 0;
+	}
+	if (myriad_task_cancelled(self))
+		return task_cancel_reason(self);
+	r = timer_arm(w, tm, self, deadline_ns, false);
+	if (r == -EAGAIN)
+		atomic_store_explicit(&self->wait, (uintptr_t)tm | TW_TIMER,
+				      memory_order_release);
+	return r;
 }
 
 int myriad_sleep(myriad_task_t *self, myriad_timer_t *tmo, uint64_t ns)

@@ -5,9 +5,16 @@
  * producers serialized), with an unbounded overflow list behind it so that
  * nothing is ever dropped.
  */
+#include <sched.h>
 #include <stdlib.h>
 
 #include "sched.h"
+
+struct ochunk {
+	struct ochunk *next;
+	unsigned head, tail; /* tasks[head..tail) are queued */
+	struct myriad_task *tasks[OCHUNK_CAP];
+};
 
 /*
  * Why no task is lost or duplicated:
@@ -19,9 +26,11 @@
  *    one; our lock yields the CPU instead. Consumers stay lock-free: ck's
  *    dequeue claims a slot with a compare-and-swap, so each pushed pointer
  *    is returned to exactly one consumer.
- * 2. When the ring is full a push goes to the overflow list, linked through
- *    the task's 'next' field (a queued task is in no other list that uses
- *    it), under the same lock. A push never fails.
+ * 2. When the ring is full a push goes to the overflow list, a list of
+ *    arrays of task pointers (chunks), under the same lock: the tasks
+ *    themselves are not touched, so a long overflow costs no cache misses
+ *    on cold task headers. A push never fails: if no chunk can be
+ *    allocated it waits, yielding, for the consumers to make room.
  * 3. While the overflow list is non-empty, pushes go to it too, so the ring
  *    drains first and the order stays first-in first-out.
  * 4. A pop tries the ring, then the list; 'olen' is only a hint for the
@@ -34,7 +43,7 @@ int inject_init(struct inject *q)
 	if (!q->buf)
 		return -ENOMEM;
 	ck_ring_init(&q->ring, MYRIAD_INJECT_CAP);
-	q->ohead = q->otail = NULL;
+	q->ohead = q->otail = q->ospare = NULL;
 	atomic_init(&q->olen, 0);
 	atomic_init(&q->lock.v, 0);
 	return 0;
@@ -42,6 +51,14 @@ int inject_init(struct inject *q)
 
 void inject_fini(struct inject *q)
 {
+	struct ochunk *c, *n;
+
+	for (c = q->ohead; c; c = n) {
+		n = c->next;
+		free(c);
+	}
+	free(q->ospare);
+	q->ohead = q->otail = q->ospare = NULL;
 	free(q->buf);
 	q->buf = NULL;
 }
@@ -50,16 +67,43 @@ void inject_fini(struct inject *q)
 static void push_locked(struct inject *q, struct myriad_task *t)
 {
 	size_t olen = atomic_load_explicit(&q->olen, memory_order_relaxed);
+	struct ochunk *c;
 
 	RING_PUT(t);
 	if (olen == 0 && ck_ring_enqueue_spmc(&q->ring, q->buf, t))
 		return;
-	t->next = NULL;
-	if (q->otail)
-		q->otail->next = t;
-	else
-		q->ohead = t;
-	q->otail = t;
+	c = q->otail;
+	if (!c || c->tail == OCHUNK_CAP) {
+		c = q->ospare;
+		q->ospare = NULL;
+		while (!c && !(c = malloc(sizeof(*c)))) {
+			/* Out of memory: wait for room in the ring. */
+			spin_unlock(&q->lock);
+			sched_yield();
+			spin_lock(&q->lock);
+			if (!atomic_load_explicit(&q->olen,
+						  memory_order_relaxed) &&
+			    ck_ring_enqueue_spmc(&q->ring, q->buf, t))
+				return;
+			olen = atomic_load_explicit(&q->olen,
+						    memory_order_relaxed);
+			if (q->otail && q->otail->tail < OCHUNK_CAP) {
+				c = q->otail;
+				goto add;
+			}
+			c = q->ospare;
+			q->ospare = NULL;
+		}
+		c->next = NULL;
+		c->head = c->tail = 0;
+		if (q->otail)
+			q->otail->next = c;
+		else
+			q->ohead = c;
+		q->otail = c;
+	}
+add:
+	c->tasks[c->tail++] = t;
 	atomic_store_explicit(&q->olen, olen + 1, memory_order_release);
 }
 
@@ -83,6 +127,7 @@ void inject_push_batch(struct inject *q, struct myriad_task **v, unsigned n)
 struct myriad_task *inject_pop(struct inject *q)
 {
 	struct myriad_task *t;
+	struct ochunk *c;
 
 	if (ck_ring_dequeue_spmc(&q->ring, q->buf, &t)) {
 		RING_GOT(t);
@@ -91,11 +136,20 @@ struct myriad_task *inject_pop(struct inject *q)
 	if (atomic_load_explicit(&q->olen, memory_order_acquire) == 0)
 		return NULL;
 	spin_lock(&q->lock);
-	t = q->ohead;
-	if (t) {
-		q->ohead = t->next;
-		if (!q->ohead)
-			q->otail = NULL;
+	c = q->ohead;
+	t = NULL;
+	if (c && c->head < c->tail) {
+		t = c->tasks[c->head++];
+		if (c->head == c->tail) {
+			/* Drained: keep one chunk for the next overflow. */
+			q->ohead = c->next;
+			if (!q->ohead)
+				q->otail = NULL;
+			if (!q->ospare)
+				q->ospare = c;
+			else
+				free(c);
+		}
 		atomic_store_explicit(
 			&q->olen,
 			atomic_load_explicit(&q->olen, memory_order_relaxed) -

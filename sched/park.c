@@ -51,8 +51,9 @@ int park_ring_init(struct worker *w)
 	 */
 	static const unsigned tries[] = {
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+			IORING_SETUP_TASKRUN_FLAG,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		0,
 	};
 	struct io_uring_params p;
@@ -61,8 +62,16 @@ int park_ring_init(struct worker *w)
 
 	for (i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
 		memset(&p, 0, sizeof(p));
-		p.flags = tries[i];
-		r = io_uring_queue_init_params(64, &w->uring, &p);
+		/*
+		 * SUBMIT_ALL: one bad operation does not stop the batch
+		 * behind it. The completion queue is four times the
+		 * submission queue; past that the kernel keeps overflowing
+		 * completions (IORING_FEAT_NODROP) until park_reap() asks.
+		 */
+		p.flags = tries[i] | IORING_SETUP_SUBMIT_ALL |
+			  IORING_SETUP_CQSIZE;
+		p.cq_entries = w->ring_entries * 4;
+		r = io_uring_queue_init_params(w->ring_entries, &w->uring, &p);
 		if (r == 0) {
 			w->uring_ok = true;
 			w->uring_flags = tries[i];
@@ -99,13 +108,19 @@ static void send_wake(struct io_uring *ring, struct worker *target)
 	io_uring_submit(ring);
 }
 
-/* Reap what the ring holds without waiting. */
+/*
+ * Reap what the ring holds without waiting; completions that overflowed
+ * the completion queue are fetched too (none is lost).
+ */
 void park_reap(struct worker *w)
 {
 	struct io_uring_cqe *cqe;
-	unsigned head, n = 0, i, nresend = 0;
+	unsigned head, n, i, nresend;
 	unsigned resend[16];
 
+again:
+	n = 0;
+	nresend = 0;
 	io_uring_for_each_cqe(&w->uring, head, cqe)
 	{
 		uint64_t kind = cqe->user_data & IO_UD_KIND;
@@ -118,7 +133,9 @@ void park_reap(struct worker *w)
 					break; /* the rest at the next reap */
 				resend[nresend++] = target;
 			}
-		} else if (kind != IO_UD_WAKE) {
+		} else if (kind >= IO_UD_OP) {
+			io_op_cqe(w, cqe);
+		} else if (kind == IO_UD_TIMEOUT) {
 			io_cqe(w, cqe);
 		}
 		n++;
@@ -126,6 +143,11 @@ void park_reap(struct worker *w)
 	io_uring_cq_advance(&w->uring, n);
 	for (i = 0; i < nresend; i++)
 		send_wake(&w->uring, &w->rt->workers[resend[i]]);
+	if (nresend == 16 ||
+	    (IO_URING_READ_ONCE(*w->uring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)) {
+		io_uring_get_events(&w->uring);
+		goto again;
+	}
 }
 
 static void wake_worker(struct myriad_rt *rt, struct worker *from, unsigned idx)
@@ -240,6 +262,8 @@ static void park_common(struct worker *w, bool look)
 	CTR_INC(w, MYRIAD_CTR_PARKS);
 	io_timers_arm(w); /* due timers wake us through the ring too */
 	io_uring_submit_and_wait(&w->uring, 1);
+	w->io_queued = 0;
+	CTR_INC(w, MYRIAD_CTR_IO_ENTERS);
 	park_reap(w);
 	io_timers_poll(w);
 

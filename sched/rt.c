@@ -255,6 +255,7 @@ static void rt_free(struct myriad_rt *rt)
 	inject_fini(&rt->inject);
 	idle_fini(&rt->idle);
 	pthread_mutex_destroy(&rt->olock);
+	pthread_mutex_destroy(&rt->offload_lock);
 	pthread_mutex_destroy(&rt->start_lock);
 	pthread_cond_destroy(&rt->start_cond);
 	free(rt);
@@ -266,8 +267,11 @@ static void rt_free(struct myriad_rt *rt)
  *    and spawns and wakes from now on fail with -ESHUTDOWN.
  * 2. Wake every worker through its ring, so sleepers see step 1.
  * 3. Wake every thread blocked in myriad_handle_join(): it sees step 1.
- * 4. Join the threads: a worker exits after its current step, so once all
- *    are joined no step runs.
+ * 4. Join the threads: a worker exits after its current step, and after
+ *    cancelling the I/O in flight on its ring and reaping every one of its
+ *    completions (io/ops.c step 8), so once all are joined no step runs
+ *    and the kernel holds no pointer into a task. Then stop the blocking
+ *    pool (its threads finish the call they run).
  * 5. Rings stay open until myriad_rt_destroy() (a wake may still be in
  *    flight to them); tasks are freed there, with the arenas.
  */
@@ -286,6 +290,7 @@ static void rt_stop(struct myriad_rt *rt)
 			pthread_join(rt->workers[i].thread, NULL);
 		rt->workers[i].thread_ok = false;
 	}
+	offload_stop(rt);
 	rt->stopped = true;
 }
 
@@ -294,7 +299,7 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	const struct myriad_policy_ops *pol = &myriad_policy_default;
 	struct myriad_policy_env env;
 	struct myriad_rt *rt = NULL;
-	unsigned n, i;
+	unsigned n, i, entries = 256;
 	int r;
 
 	if (opts) {
@@ -302,6 +307,14 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 		    opts->workers > MYRIAD_WORKERS_MAX) {
 			r = -EINVAL;
 			goto err;
+		}
+		if (OPT_HAS(opts, ring_entries) && opts->ring_entries) {
+			entries = opts->ring_entries;
+			if (entries < 2 || entries > 32768 ||
+			    (entries & (entries - 1))) {
+				r = -EINVAL;
+				goto err;
+			}
 		}
 		if (OPT_HAS(opts, policy) && opts->policy)
 			pol = opts->policy;
@@ -325,6 +338,7 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	rt->pol = pol;
 	atomic_init(&rt->active, n);
 	pthread_mutex_init(&rt->olock, NULL);
+	pthread_mutex_init(&rt->offload_lock, NULL);
 	pthread_mutex_init(&rt->start_lock, NULL);
 	pthread_cond_init(&rt->start_cond, NULL);
 	r = inject_init(&rt->inject);
@@ -364,6 +378,7 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 
 		w->rt = rt;
 		w->idx = i;
+		w->ring_entries = entries;
 		w->rng = 0x9E3779B97F4A7C15ull * (i + 1) ^
 			 (uint64_t)(uintptr_t)rt;
 		if (!w->rng)
@@ -593,6 +608,8 @@ static const char *const ctr_names[MYRIAD_CTR__COUNT] = {
 	[MYRIAD_CTR_INJECT_POLLS] = "inject_polls",
 	[MYRIAD_CTR_LIFO_RUNS] = "lifo_runs",
 	[MYRIAD_CTR_OVERFLOWS] = "overflows",
+	[MYRIAD_CTR_IO_OPS] = "io_ops",
+	[MYRIAD_CTR_IO_ENTERS] = "io_enters",
 };
 
 const char *myriad_counter_name(unsigned ctr)

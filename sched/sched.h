@@ -19,6 +19,9 @@
 #include "spin.h"
 
 struct wheel;
+struct offload;
+struct io_op;
+struct io_bufring;
 
 /* Compile-time knobs; meson passes them (see meson_options.txt). */
 #ifndef MYRIAD_LQ_CAP
@@ -93,10 +96,19 @@ enum task_flag {
 	TF_CHILD = 1u << 6,	  /* 'up' is the parent, else the runtime */
 	TF_HANDLE = 1u << 7,	  /* a handle holds a reference */
 	TF_HANDLE_GONE = 1u << 8, /* ... and has released it */
+	TF_TIMEDOUT = 1u << 9,	  /* with CANCELLED: a deadline passed */
 };
 
+/*
+ * Bits 16-31: I/O operations in flight (io/ops.c), bits 32-63: children
+ * not yet finished. A task finishes only when both are zero.
+ */
+#define TS_OPS_ONE (1ull << 16)
+#define TS_OPS(s) ((uint32_t)(((s) >> 16) & 0xffffu))
+#define TS_OPS_MAX 0xffffu
 #define TS_JOIN_ONE (1ull << 32)
 #define TS_JOIN(s) ((uint32_t)((s) >> 32))
+#define TS_BUSY(s) ((s) >> 16)
 
 /*
  * What a task waits on, in its 'wait' word: a channel (16-byte aligned
@@ -117,8 +129,8 @@ struct myriad_task {
 	void *up;
 	struct myriad_task *children; /* head of my children list */
 	struct myriad_task *sibling;  /* next child of my parent */
-	struct myriad_task *next;     /* inject overflow list link */
-	_Atomic uintptr_t wait;	      /* channel waited on | TW_RECV */
+	struct io_op *ops;	      /* I/O records in use (io/ops.c) */
+	_Atomic uintptr_t wait;	      /* channel or timer waited on */
 	int64_t result;
 };
 static_assert(sizeof(struct myriad_task) == 64, "task header is 64 bytes");
@@ -128,12 +140,14 @@ static inline void *task_state(struct myriad_task *t)
 	return (char *)t + sizeof(*t);
 }
 
-/* The global inject queue (inject.c). */
+/* The global inject queue (inject.c); overflow chunks of this many tasks. */
+#define OCHUNK_CAP 1022
+struct ochunk;
 struct inject {
 	struct ck_ring ring;
 	ck_ring_buffer_t *buf;
 	struct spin lock; /* serializes producers; guards the overflow list */
-	struct myriad_task *ohead, *otail;
+	struct ochunk *ohead, *otail, *ospare;
 	_Atomic size_t olen;
 } __attribute__((aligned(CACHELINE)));
 
@@ -212,9 +226,19 @@ struct worker {
 	uint64_t tmo_ms;	     /* ... for this deadline */
 	struct __kernel_timespec tmo_ts;
 
-	struct io_uring uring; /* parks here; I/O later */
+	struct io_uring uring; /* parks here, and runs the tasks' I/O */
 	bool uring_ok;
 	unsigned uring_flags;
+	unsigned ring_entries;
+	/* I/O (io/ops.c), owner only unless said otherwise. */
+	uint64_t io_inflight;	 /* records whose completion is due here */
+	unsigned io_queued;	 /* SQEs queued since the last enter */
+	bool io_draining;	 /* shutdown: cancel everything, reap */
+	struct io_bufring *bufs; /* provided buffers for recv_buf */
+	struct io_op **io_retry; /* recvs that found no buffer */
+	unsigned io_nretry, io_retry_cap;
+	_Atomic uint64_t bufs_back; /* buffers given back, any thread */
+	uint64_t bufs_seen;
 	pthread_t thread;
 	bool thread_ok;
 	pid_t tid;
@@ -251,6 +275,10 @@ struct myriad_rt {
 	unsigned oarena; /* tasks spawned from outside */
 	bool oarena_ok;
 	_Atomic int64_t oallocs, ofrees;
+
+	/* The blocking-call pool (io/offload.c), started on first use. */
+	struct offload *offload;
+	pthread_mutex_t offload_lock;
 
 	const struct myriad_policy_ops *pol;
 	void *pctx;
@@ -336,5 +364,12 @@ void *worker_main(void *arg);
 void chan_task_finished(struct myriad_task *t);
 void timer_release(struct myriad_task *t);
 void wait_release(struct myriad_task *t);
+
+/* task.c, for io/: cancellation with a reason, I/O completion */
+void task_cancel_flags(struct myriad_task *t, uint64_t why);
+void task_timed_out(struct worker *w, struct myriad_task *t);
+int task_cancel_reason(const struct myriad_task *t);
+void task_op_done(struct worker *w, struct myriad_task *t);
+void task_op_wake(struct worker *w, struct myriad_task *t);
 
 #endif

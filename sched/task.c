@@ -10,6 +10,7 @@
 
 #include "sched.h"
 #include "futex.h"
+#include "io/io.h"
 
 /*
  * The state word protocol: why no wake-up is lost and no task runs twice.
@@ -105,7 +106,7 @@ struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
 	t->up = up;
 	t->children = NULL;
 	t->sibling = NULL;
-	t->next = NULL;
+	t->ops = NULL;
 	atomic_init(&t->wait, 0);
 	t->result = 0;
 	if (size) {
@@ -259,6 +260,7 @@ static void reap_joined(struct worker *w, struct myriad_task *t,
 /* The runtime's half of cancellation: mark and wake unfinished children. */
 static void propagate_cancel(struct myriad_task *t)
 {
+	uint64_t why = task_cancel_reason(t) == -ETIME ? TF_TIMEDOUT : 0;
 	struct myriad_task *c;
 
 	atomic_fetch_or_explicit(&t->state, TF_CANCEL_SEEN,
@@ -269,7 +271,7 @@ static void propagate_cancel(struct myriad_task *t)
 
 		if ((s & TS_LC_MASK) == TS_DONE || (s & TF_CANCELLED))
 			continue;
-		myriad_task_cancel(c);
+		task_cancel_flags(c, why);
 	}
 }
 
@@ -334,8 +336,11 @@ void task_run(struct worker *w, struct myriad_task *t)
 	if (unlikely(s & (TF_WOKEN | TF_CANCELLED))) {
 		s = atomic_fetch_and_explicit(&t->state, ~(uint64_t)TF_WOKEN,
 					      memory_order_acq_rel);
-		if ((s & (TF_CANCELLED | TF_CANCEL_SEEN)) == TF_CANCELLED)
+		if ((s & (TF_CANCELLED | TF_CANCEL_SEEN)) == TF_CANCELLED) {
 			propagate_cancel(t);
+			if (t->ops)
+				io_task_cancel(w, t);
+		}
 	}
 	CTR_INC(w, MYRIAD_CTR_RUN);
 
@@ -359,6 +364,9 @@ void task_run(struct worker *w, struct myriad_task *t)
 		if (unlikely(atomic_load_explicit(&t->wait,
 						  memory_order_acquire)))
 			wait_release(t);
+		/* Cancels what is in flight; the task waits for it (ZOMBIE). */
+		if (unlikely(t->ops))
+			io_task_finish(w, t);
 		if (t->children && !pend &&
 		    TS_JOIN(atomic_load_explicit(&t->state,
 						 memory_order_acquire)) == 0)
@@ -367,16 +375,23 @@ void task_run(struct worker *w, struct myriad_task *t)
 		if (unlikely(atomic_load_explicit(&w->rt->ncancels,
 						  memory_order_relaxed)) &&
 		    myriad_task_cancelled(t))
-			atomic_fetch_or_explicit(&t->state, TF_CANCELLED,
-						 memory_order_relaxed);
+			atomic_fetch_or_explicit(
+				&t->state,
+				TF_CANCELLED | (task_cancel_reason(t) == -ETIME
+							? TF_TIMEDOUT
+							: 0),
+				memory_order_relaxed);
 	} else if (w->joined) {
 		/* Only the children the join saw finished. */
 		reap_joined(w, t, w->joined_head);
 	}
 
 	s = atomic_load_explicit(&t->state, memory_order_relaxed);
-	/* Step 6: finished, no children left, no handle: a plain store. */
-	if (r == MYRIAD_DONE && !pend && TS_JOIN(s) == 0 && !(s & TF_HANDLE)) {
+	/*
+	 * Step 6: finished, no children left, no I/O in flight, no handle:
+	 * a plain store.
+	 */
+	if (r == MYRIAD_DONE && !pend && TS_BUSY(s) == 0 && !(s & TF_HANDLE)) {
 		ns = (s & ~(uint64_t)(TS_LC_MASK | TF_WOKEN)) | TS_DONE;
 		atomic_store_explicit(&t->state, ns, memory_order_release);
 		task_complete(w, t, ns);
@@ -392,11 +407,11 @@ void task_run(struct worker *w, struct myriad_task *t)
 			ns = keep | TS_SCHEDULED;
 			break;
 		case MYRIAD_DONE:
-			if (TS_JOIN(keep) == 0) {
+			if (TS_BUSY(keep) == 0) {
 				ns = keep | TS_DONE;
 				break;
 			}
-			/* Wait for the children like PENDING. */
+			/* Wait for the children and the I/O like PENDING. */
 			keep |= TF_ZOMBIE;
 			__attribute__((fallthrough));
 		default:
@@ -513,26 +528,29 @@ int64_t myriad_task_result(const myriad_task_t *child)
 
 int myriad_task_status(const myriad_task_t *child)
 {
-	if (!child)
-		return -EINVAL;
-	return (atomic_load_explicit(&child->state, memory_order_relaxed) &
-		TF_CANCELLED)
-		       ? -ECANCELED
-		       : 0;
-}
-
-int myriad_task_cancel(myriad_task_t *t)
-{
 	uint64_t s;
 
-	struct myriad_rt *rt;
-
-	if (!t)
+	if (!child)
 		return -EINVAL;
+	s = atomic_load_explicit(&child->state, memory_order_relaxed);
+	if (!(s & TF_CANCELLED))
+		return 0;
+	return (s & TF_TIMEDOUT) ? -ETIME : -ECANCELED;
+}
+
+/*
+ * Cancel 't' with a reason ('why': 0, or TF_TIMEDOUT for a deadline) and
+ * wake it so that it sees it.
+ */
+void task_cancel_flags(struct myriad_task *t, uint64_t why)
+{
+	struct myriad_rt *rt;
+	uint64_t s;
+
 	/* A finished task keeps the status it finished with. */
 	s = atomic_load_explicit(&t->state, memory_order_relaxed);
 	if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
-		return 0;
+		return;
 	/*
 	 * Count first: whoever sees the flag (acquire, released by the
 	 * compare-and-swap below) then also sees a non-zero count, and walks
@@ -542,13 +560,87 @@ int myriad_task_cancel(myriad_task_t *t)
 	atomic_fetch_add_explicit(&rt->ncancels, 1, memory_order_relaxed);
 	do {
 		if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
-			return 0;
+			return;
 	} while (!atomic_compare_exchange_weak_explicit(
-		&t->state, &s, s | TF_CANCELLED, memory_order_acq_rel,
+		&t->state, &s, s | TF_CANCELLED | why, memory_order_acq_rel,
 		memory_order_relaxed));
 	if (task_wake_prepare(t))
 		task_schedule(rt, t);
+}
+
+int myriad_task_cancel(myriad_task_t *t)
+{
+	if (!t)
+		return -EINVAL;
+	task_cancel_flags(t, 0);
 	return 0;
+}
+
+/* A deadline timer fired on worker 'w' (io/timer.c, under its lock). */
+void task_timed_out(struct worker *w, struct myriad_task *t)
+{
+	(void)w;
+	task_cancel_flags(t, TF_TIMEDOUT);
+}
+
+int task_cancel_reason(const struct myriad_task *t)
+{
+	/* Ancestors outlive their children (a parent finishes last). */
+	while (t) {
+		uint64_t s =
+			atomic_load_explicit(&t->state, memory_order_acquire);
+
+		if (s & TF_CANCELLED)
+			return (s & TF_TIMEDOUT) ? -ETIME : -ECANCELED;
+		if (!(s & TF_CHILD))
+			return 0;
+		t = t->up;
+	}
+	return 0;
+}
+
+int myriad_task_cancel_reason(const myriad_task_t *self)
+{
+	return self ? task_cancel_reason(self) : 0;
+}
+
+/*
+ * An I/O operation of 't' completed (io/ops.c, offload.c): one operation
+ * fewer in flight and a wake, in one compare-and-swap, as a finishing
+ * child does for its parent (protocol step 4): the task cannot finish
+ * while the count is not zero, so it is still there. 'w' is the worker
+ * that reaped the completion, or NULL for another thread.
+ */
+void task_op_done(struct worker *w, struct myriad_task *t)
+{
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	uint64_t ns;
+
+	for (;;) {
+		assert(TS_OPS(s) > 0);
+		ns = s - TS_OPS_ONE;
+		if ((s & TS_LC_MASK) == TS_IDLE)
+			ns |= TS_SCHEDULED;
+		else if ((s & TS_LC_MASK) == TS_SCHEDULED)
+			ns |= TF_WOKEN;
+		if (atomic_compare_exchange_weak_explicit(&t->state, &s, ns,
+							  memory_order_acq_rel,
+							  memory_order_relaxed))
+			break;
+	}
+	if ((s & TS_LC_MASK) != TS_IDLE)
+		return;
+	if (w)
+		lq_push(w, t);
+	else
+		task_schedule(task_rt(t), t);
+}
+
+/* A completion that leaves the operation in flight (multishot): a wake. */
+void task_op_wake(struct worker *w, struct myriad_task *t)
+{
+	if (task_wake_prepare(t))
+		lq_push(w, t);
 }
 
 bool myriad_task_cancelled(const myriad_task_t *self)

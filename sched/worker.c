@@ -214,6 +214,7 @@ static void worker_maintain(struct worker *w)
 {
 	struct myriad_rt *rt = w->rt;
 
+	io_tick(w);
 	park_reap(w);
 	io_timers_poll(w);
 	if (unlikely(rt->pol->active_workers)) {
@@ -243,6 +244,7 @@ static int worker_setup(struct worker *w)
 	r = io_worker_init(w);
 	if (r < 0)
 		return r;
+	io_ops_init(w);
 	sz = sizeof(w->tcache);
 	if (mallctl("tcache.create", &w->tcache, &sz, NULL, 0) != 0)
 		return -ENOMEM;
@@ -284,6 +286,11 @@ void *worker_main(void *arg)
 			continue;
 		}
 		t = next_task(w);
+		if (!t && (w->io_queued || w->io_inflight)) {
+			/* Submit the tick's I/O; completions may be work. */
+			io_tick(w);
+			t = next_task(w);
+		}
 		if (!t)
 			t = worker_search(w);
 		if (!t) {
@@ -300,6 +307,8 @@ out:
 		w->searching = false;
 		idle_stop_searching(rt);
 	}
+	if (w->uring_ok)
+		io_drain(w);
 	sched_cur_worker = NULL;
 	return NULL;
 }

@@ -111,6 +111,22 @@
 			return MYRIAD_PENDING;                                \
 	} while (0)
 
+/*
+ * Run an I/O call (myriad/io.h) until it completes: 'call' is re-evaluated
+ * at each wake, with the same record; rc gets its result.
+ *	MYRIAD_IO(st, rc, myriad_io_recv(self, &st->op, st->fd, st->buf,
+ *					 sizeof(st->buf), 0));
+ */
+#define MYRIAD_IO(st, rc, call)                                               \
+	do {                                                                  \
+		(st)->myriad_pc_ = __LINE__;                                  \
+		MYRIAD_FALLTHROUGH_;                                          \
+	case __LINE__:                                                        \
+		(rc) = (call);                                                \
+		if ((rc) == -EAGAIN)                                          \
+			return MYRIAD_PENDING;                                \
+	} while (0)
+
 /* clang-format on */
 
 #endif

@@ -41,12 +41,19 @@ struct myriad_rt_opts {
 	const struct myriad_policy_ops *policy;
 	/* Passed to the policy's init callback. */
 	void *policy_arg;
+	/*
+	 * Submission queue entries of each worker's io_uring (a power of two,
+	 * 2 to 32768; 0: 256). The completion queue is four times larger.
+	 * A full submission queue is flushed, never dropped.
+	 */
+	unsigned ring_entries;
 };
 
 /*
  * Create a runtime and start its workers. 'opts' may be NULL (defaults).
  * Returns the runtime, or NULL with *err set: -EINVAL (opts->sz too small,
- * workers over MYRIAD_WORKERS_MAX, malformed cpu_max, policy ops missing a
+ * workers over MYRIAD_WORKERS_MAX, malformed cpu_max, ring_entries not
+ * a power of two in range, policy ops missing a
  * required callback), -ENOMEM, or the negative errno of a failed thread,
  * ring or arena creation. 'err' may be NULL.
  */

@@ -24,6 +24,8 @@ enum myriad_counter {
 	MYRIAD_CTR_INJECT_POLLS, /* tasks taken from the global inject queue */
 	MYRIAD_CTR_LIFO_RUNS,	 /* steps run from the LIFO slot */
 	MYRIAD_CTR_OVERFLOWS,	 /* local queue spills to the inject queue */
+	MYRIAD_CTR_IO_OPS,	 /* I/O operations started by its tasks */
+	MYRIAD_CTR_IO_ENTERS,	 /* io_uring_enter calls on its ring */
 	MYRIAD_CTR__COUNT
 };
 

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io/offload.c: a small pool of threads for calls that have no io_uring
+ * form (getaddrinfo, a library that blocks). A task queues a record; a
+ * pool thread runs the call and completes the record the way the ring's
+ * owner completes an operation (ops.c), so the task is woken the same way
+ * and cannot finish while the call runs.
+ */
+#include <stdlib.h>
+
+#include "io/io.h"
+
+/*
+ * Why a call runs once and its task outlives it:
+ * 1. myriad_io_blocking() counts the record in the task's operations (as
+ *    ops.c step 2) before queueing it under the pool's lock, so the task
+ *    cannot finish until the record completes.
+ * 2. A pool thread takes a record off the queue under the lock: each is
+ *    taken once. If the task was cancelled by then, fn is not run.
+ * 3. The thread stores the return value, publishes DONE with a release
+ *    store, then takes the record off the task's count and wakes it in one
+ *    compare-and-swap (task_op_done()); it touches neither afterwards.
+ * 4. At shutdown, after the workers have stopped, the threads finish the
+ *    call they run and exit; records still queued never run (their tasks
+ *    are freed with the runtime).
+ */
+
+#define OFFLOAD_THREADS_DEFAULT 4
+#define OFFLOAD_THREADS_MAX 64
+
+struct offload {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct io_op *head, *tail;
+	bool stop;
+	unsigned nthreads;
+	pthread_t threads[];
+};
+
+static void *offload_main(void *arg)
+{
+	struct offload *p = arg;
+	struct io_op *op;
+	struct myriad_task *t;
+	int why;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->head && !p->stop)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->stop)
+			break;
+		op = p->head;
+		p->head = op->u.blk.qnext;
+		if (!p->head)
+			p->tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+
+		/* Step 2. */
+		t = op->task;
+		why = task_cancel_reason(t);
+		if (why) {
+			op->res = why;
+		} else {
+			op->u.blk.ret = op->u.blk.fn(op->u.blk.arg);
+			op->res = 0;
+		}
+		/* Step 3: DONE keeps the flags the task may have set. */
+		atomic_fetch_xor_explicit(&op->st, 3u, memory_order_acq_rel);
+		task_op_done(NULL, t);
+
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static unsigned pool_size(void)
+{
+	const char *e = getenv("MYRIAD_OFFLOAD_THREADS");
+	long n;
+	char *end;
+
+	if (!e || !*e)
+		return OFFLOAD_THREADS_DEFAULT;
+	n = strtol(e, &end, 10);
+	if (*end || n < 1 || n > OFFLOAD_THREADS_MAX)
+		return OFFLOAD_THREADS_DEFAULT;
+	return (unsigned)n;
+}
+
+/* Start the pool on first use; under rt->offload_lock. */
+static int offload_start(struct myriad_rt *rt)
+{
+	unsigned n = pool_size(), i;
+	struct offload *p;
+	int r;
+
+	p = calloc(1, sizeof(*p) + n * sizeof(p->threads[0]));
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	for (i = 0; i < n; i++) {
+		r = -pthread_create(&p->threads[i], NULL, offload_main, p);
+		if (r < 0)
+			break;
+		p->nthreads++;
+	}
+	if (!p->nthreads) {
+		pthread_cond_destroy(&p->cond);
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return r;
+	}
+	rt->offload = p;
+	return 0;
+}
+
+int offload_submit(struct myriad_rt *rt, struct io_op *op)
+{
+	struct offload *p;
+	int r = 0;
+
+	pthread_mutex_lock(&rt->offload_lock);
+	if (!rt->offload)
+		r = offload_start(rt);
+	p = rt->offload;
+	pthread_mutex_unlock(&rt->offload_lock);
+	if (r < 0)
+		return r;
+	op->u.blk.qnext = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->tail)
+		p->tail->u.blk.qnext = op;
+	else
+		p->head = op;
+	p->tail = op;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/* Step 4; the workers are joined. */
+void offload_stop(struct myriad_rt *rt)
+{
+	struct offload *p = rt->offload;
+	unsigned i;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	rt->offload = NULL;
+}
