@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bench/myriad-bench.c: the throughput benchmark of shared/BENCH.md on
- * libmyriad's public API: spawn, chain, fib, yield, pingpong; one RESULT
- * line per run on stdout, progress on stderr.
+ * libmyriad's public API: spawn, chain, fib, yield, pingpong, park, echo;
+ * one RESULT line per run on stdout, progress on stderr.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <inttypes.h>
@@ -13,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <myriad.h>
@@ -69,9 +73,10 @@ static void usage(const char *msg)
 {
 	fprintf(stderr, "myriad-bench: %s\n", msg);
 	fprintf(stderr,
-		"usage: myriad-bench <spawn|chain|fib|yield|pingpong|park> [--workers N]\n"
+		"usage: myriad-bench <spawn|chain|fib|yield|pingpong|park|echo> [--workers N]\n"
 		"         spawn|chain --n N    fib --n N    yield --tasks T --yields Y\n"
-		"         pingpong --pairs P --rounds R    park --n N --sleep-ms S\n");
+		"         pingpong --pairs P --rounds R    park --n N --sleep-ms S\n"
+		"         echo --conns C --rounds R\n");
 	exit(2);
 }
 
@@ -388,6 +393,426 @@ static int park_root(myriad_task_t *self, void *p)
 	MYRIAD_END(st);
 }
 
+/* ---- echo: C clients make R round trips of 64 bytes over loopback ---- */
+
+/*
+ * As the Go and Tokio peers do it (bench/peers/): a listener on
+ * 127.0.0.1:0 with the backlog of net.core.somaxconn, one acceptor task
+ * (a multishot accept) that spawns a detached task per connection, a
+ * client task per connection (connect with the peers' bounded retry,
+ * R round trips, each checked byte by byte), TCP_NODELAY on both ends. A
+ * round trip is one message; wall_s runs from the first client spawned to
+ * the last client done; tasks = C (the server tasks are not counted).
+ */
+#define ECHO_MSG 64
+/* Descriptors besides the 2 per connection: stdio, the listener, rings. */
+#define ECHO_SPARE_FDS 16
+/* Connect retries, as the peers: 7, after 10 ms, 20 ms ... 640 ms. */
+#define ECHO_RETRIES 7
+
+static struct {
+	int lfd;		    /* the listener */
+	struct sockaddr_in addr;    /* its address */
+	uint64_t *lats;		    /* C * R round trips, ns */
+	_Atomic int64_t servers;    /* connection tasks not yet closed */
+	_Atomic int64_t failures;   /* failed calls (the first is printed) */
+	_Atomic int64_t mismatches; /* round trips that came back different */
+	_Atomic int64_t retries;    /* connects retried */
+} E = { .lfd = -1 };
+
+/*
+ * A call failed: say so on stderr (the first time only; 10,000 clients
+ * that see the same reset say nothing new) and count it; the root stops
+ * waiting and main exits 1 without a RESULT line. 'wake' only from the
+ * root's children: a detached server may outlive the root, whose waker
+ * would then point at freed memory.
+ */
+static void echo_fail(const char *who, int64_t id, const char *what, int rc,
+		      bool wake)
+{
+	/* The root cancelled the run after a failure: nothing new. */
+	if (rc == -ECANCELED && (atomic_load(&E.failures) || B.failed))
+		return;
+	if (atomic_fetch_add(&E.failures, 1) == 0)
+		fprintf(stderr, "myriad-bench: echo: %s %" PRId64 ": %s: %s\n",
+			who, id, what,
+			rc < 0 ? strerror(-rc) : "unexpected end of stream");
+	if (wake)
+		myriad_waker_wake(B.root);
+}
+
+static bool echo_over(void)
+{
+	return run_over() || atomic_load(&E.failures);
+}
+
+static int set_nodelay(int fd)
+{
+	int one = 1;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* A server's connection: send back what comes, until the client closes. */
+struct echo_conn {
+	MYRIAD_CORO_FIELD;
+	int fd;
+	int len, off;
+	const void *data; /* the provided buffer, held by 'rop' */
+	myriad_io_t rop;  /* the recv (and its buffer) */
+	myriad_io_t sop;  /* sends, then the close */
+};
+
+static int echo_conn_step(myriad_task_t *self, void *p)
+{
+	struct echo_conn *st = p;
+	int rc;
+
+	MYRIAD_BEGIN(st);
+	for (;;) {
+		/* No buffer is held while the connection waits for data. */
+		MYRIAD_IO(st, rc,
+			  myriad_io_recv_buf(self, &st->rop, st->fd, &st->data,
+					     0));
+		if (rc <= 0) {
+			if (rc < 0)
+				echo_fail("server", st->fd, "recv", rc, false);
+			break;
+		}
+		st->len = rc;
+		for (st->off = 0; st->off < st->len; st->off += rc) {
+			MYRIAD_IO(
+				st, rc,
+				myriad_io_send(self, &st->sop, st->fd,
+					       (const char *)st->data + st->off,
+					       (size_t)(st->len - st->off),
+					       MSG_NOSIGNAL));
+			if (rc <= 0)
+				break;
+		}
+		if (rc <= 0) {
+			echo_fail("server", st->fd, "send", rc, false);
+			break;
+		}
+		/* Sent: the buffer goes back to the ring. */
+		rc = myriad_io_buf_release(self, &st->rop);
+		if (rc < 0) {
+			echo_fail("server", st->fd, "buf_release", rc, false);
+			break;
+		}
+	}
+	/* On an error too: the client then sees the end and stops. */
+	MYRIAD_IO(st, rc, myriad_io_close(self, &st->sop, st->fd));
+	if (rc < 0)
+		echo_fail("server", st->fd, "close", rc, false);
+	atomic_fetch_sub(&E.servers, 1);
+	MYRIAD_END(st);
+}
+
+/* The acceptor: a task per connection until the root cancels it. */
+struct echo_acceptor {
+	MYRIAD_CORO_FIELD;
+	myriad_io_t op;
+};
+
+static int echo_accept_step(myriad_task_t *self, void *p)
+{
+	struct echo_acceptor *st = p;
+	struct echo_conn c;
+	int rc, err;
+
+	MYRIAD_BEGIN(st);
+	for (;;) {
+		MYRIAD_IO(st, rc,
+			  myriad_io_accept(self, &st->op, E.lfd, SOCK_CLOEXEC));
+		if (rc < 0)
+			break;
+		memset(&c, 0, sizeof(c));
+		c.fd = rc;
+		err = set_nodelay(c.fd);
+		if (err < 0) {
+			close(c.fd);
+			echo_fail("acceptor", 0, "TCP_NODELAY", err, true);
+			continue;
+		}
+		/* Counted before it runs, so that the root never sees 0 early. */
+		atomic_fetch_add(&E.servers, 1);
+		myriad_task_spawn(self, echo_conn_step, &c, sizeof(c),
+				  MYRIAD_SPAWN_DETACHED, &err);
+		if (err) {
+			atomic_fetch_sub(&E.servers, 1);
+			close(c.fd);
+			echo_fail("acceptor", 0, "spawn", err, true);
+		}
+	}
+	/* Cancelled by the root once every client is done: the way out. */
+	if (rc != -ECANCELED)
+		echo_fail("acceptor", 0, "accept", rc, true);
+	MYRIAD_END(st);
+}
+
+/* A client: connect, R round trips, close. */
+struct echo_client {
+	MYRIAD_CORO_FIELD;
+	int fd;
+	int off;
+	int attempt;
+	int64_t id, r;
+	uint64_t t0;
+	myriad_io_t op;
+	myriad_timer_t tm;
+	uint8_t out[ECHO_MSG], in[ECHO_MSG];
+};
+
+static bool connect_retryable(int rc)
+{
+	return rc == -ECONNREFUSED || rc == -EAGAIN || rc == -EADDRNOTAVAIL ||
+	       rc == -ECONNRESET;
+}
+
+static int echo_client_step(myriad_task_t *self, void *p)
+{
+	struct echo_client *st = p;
+	int rc, i;
+
+	MYRIAD_BEGIN(st);
+	for (;;) {
+		st->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (st->fd < 0) {
+			echo_fail("client", st->id, "socket", -errno, true);
+			return MYRIAD_DONE;
+		}
+		MYRIAD_IO(st, rc,
+			  myriad_io_connect(self, &st->op, st->fd,
+					    (const struct sockaddr *)&E.addr,
+					    sizeof(E.addr)));
+		if (rc == 0)
+			break;
+		/* A socket whose connect failed is not tried again. */
+		close(st->fd);
+		if (!connect_retryable(rc) || st->attempt >= ECHO_RETRIES) {
+			echo_fail("client", st->id, "connect", rc, true);
+			return MYRIAD_DONE;
+		}
+		atomic_fetch_add(&E.retries, 1);
+		MYRIAD_SLEEP(st, self, &st->tm,
+			     UINT64_C(10000000) << st->attempt, rc);
+		if (rc < 0) {
+			echo_fail("client", st->id, "sleep", rc, true);
+			return MYRIAD_DONE;
+		}
+		st->attempt++;
+	}
+	rc = set_nodelay(st->fd);
+	if (rc < 0) {
+		echo_fail("client", st->id, "TCP_NODELAY", rc, true);
+		return MYRIAD_DONE;
+	}
+	for (st->r = 0; st->r < B.m; st->r++) {
+		/* The peers' pattern: every byte differs by client and round. */
+		for (i = 0; i < ECHO_MSG; i++)
+			st->out[i] = (uint8_t)(st->id * 131 + st->r * 7 + i);
+		st->t0 = myriad_now_ns();
+		for (st->off = 0; st->off < ECHO_MSG; st->off += rc) {
+			MYRIAD_IO(st, rc,
+				  myriad_io_send(self, &st->op, st->fd,
+						 st->out + st->off,
+						 (size_t)(ECHO_MSG - st->off),
+						 MSG_NOSIGNAL));
+			if (rc <= 0) {
+				echo_fail("client", st->id, "send", rc, true);
+				return MYRIAD_DONE;
+			}
+		}
+		/* The echo may come back in pieces. */
+		for (st->off = 0; st->off < ECHO_MSG; st->off += rc) {
+			MYRIAD_IO(st, rc,
+				  myriad_io_recv(self, &st->op, st->fd,
+						 st->in + st->off,
+						 (size_t)(ECHO_MSG - st->off),
+						 0));
+			if (rc <= 0) {
+				echo_fail("client", st->id, "recv", rc, true);
+				return MYRIAD_DONE;
+			}
+		}
+		E.lats[st->id * B.m + st->r] = myriad_now_ns() - st->t0;
+		if (memcmp(st->in, st->out, ECHO_MSG))
+			atomic_fetch_add(&E.mismatches, 1);
+	}
+	MYRIAD_IO(st, rc, myriad_io_close(self, &st->op, st->fd));
+	if (rc < 0) {
+		echo_fail("client", st->id, "close", rc, true);
+		return MYRIAD_DONE;
+	}
+	count_down();
+	MYRIAD_END(st);
+}
+
+struct echo_root {
+	MYRIAD_CORO_FIELD;
+	int64_t i;
+	myriad_task_t *acceptor;
+	myriad_timer_t tm;
+};
+
+/* How long the root waits for the servers to see their clients' close. */
+#define ECHO_DRAIN_MS 10000
+
+static int echo_root(myriad_task_t *self, void *p)
+{
+	struct echo_root *st = p;
+	struct echo_client c;
+	int rc;
+
+	MYRIAD_BEGIN(st);
+	B.root = myriad_task_waker(self);
+	st->acceptor = spawn(self, echo_accept_step, NULL,
+			     sizeof(struct echo_acceptor), 0);
+	clock_gettime(CLOCK_MONOTONIC, &B.t0);
+	for (st->i = 0; st->i < B.n && !B.failed && !E.failures; st->i++) {
+		memset(&c, 0, sizeof(c));
+		c.id = st->i;
+		spawn(self, echo_client_step, &c, sizeof(c), 0);
+		if ((st->i & 255) == 255)
+			MYRIAD_YIELD(st);
+	}
+	MYRIAD_WAIT_UNTIL(st, echo_over());
+	/* A failure ends the clients too: their calls return -ECANCELED. */
+	if (B.failed || E.failures)
+		myriad_task_cancel(self);
+	else if (st->acceptor)
+		myriad_task_cancel(st->acceptor);
+	MYRIAD_JOIN(st, self);
+	if (B.failed || E.failures)
+		return MYRIAD_DONE;
+	/*
+	 * Every server sees its client's close and closes its end: wait for
+	 * that (outside wall_s), so that no connection is left to shutdown.
+	 */
+	for (st->i = 0; atomic_load(&E.servers) > 0; st->i++) {
+		if (st->i >= ECHO_DRAIN_MS) {
+			fprintf(stderr,
+				"myriad-bench: echo: %" PRId64
+				" server connections still open %d ms after their clients closed\n",
+				atomic_load(&E.servers), ECHO_DRAIN_MS);
+			atomic_fetch_add(&E.failures, 1);
+			return MYRIAD_DONE;
+		}
+		MYRIAD_SLEEP(st, self, &st->tm, 1000000, rc);
+		if (rc < 0) {
+			echo_fail("root", 0, "sleep", rc, false);
+			return MYRIAD_DONE;
+		}
+	}
+	MYRIAD_END(st);
+}
+
+/*
+ * The soft RLIMIT_NOFILE up to the hard limit, and the hard limit up to
+ * 'need' where the process may (as root): as the peers do. Exits 2 when
+ * 'need' descriptors cannot be had.
+ */
+static void raise_nofile(uint64_t need)
+{
+	struct rlimit rl, up = { need, need };
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		fprintf(stderr, "myriad-bench: getrlimit: %s\n",
+			strerror(errno));
+		exit(2);
+	}
+	if (rl.rlim_max < need && setrlimit(RLIMIT_NOFILE, &up) == 0)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_max < need) {
+		fprintf(stderr,
+			"myriad-bench: echo needs %" PRIu64
+			" file descriptors (2 per connection + %d), RLIMIT_NOFILE hard limit is %" PRIu64
+			": raise it (ulimit -Hn) or use --conns %" PRIu64
+			" or fewer\n",
+			need, ECHO_SPARE_FDS, (uint64_t)rl.rlim_max,
+			((uint64_t)rl.rlim_max - ECHO_SPARE_FDS) / 2);
+		exit(2);
+	}
+}
+
+/* net.core.somaxconn, which caps any listen backlog; 4096 if unreadable. */
+static int somaxconn(void)
+{
+	FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+	int v = 0;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v > 0 ? v : 4096;
+}
+
+/*
+ * TcpExt ListenOverflows of /proc/net/netstat (this network namespace):
+ * connections dropped on a full accept queue, each costing its client a
+ * SYN retransmission (1 s or more, then in wall_s). -1 if unreadable.
+ */
+static int64_t listen_overflows(void)
+{
+	char names[4096], vals[4096], *n, *v, *sn, *sv;
+	int64_t r = -1;
+	FILE *f = fopen("/proc/net/netstat", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(names, sizeof(names), f)) {
+		if (strncmp(names, "TcpExt:", 7))
+			continue;
+		if (!fgets(vals, sizeof(vals), f))
+			break;
+		n = strtok_r(names, " \n", &sn);
+		v = strtok_r(vals, " \n", &sv);
+		while (n && v) {
+			if (!strcmp(n, "ListenOverflows")) {
+				r = strtoll(v, NULL, 10);
+				break;
+			}
+			n = strtok_r(NULL, " \n", &sn);
+			v = strtok_r(NULL, " \n", &sv);
+		}
+		break;
+	}
+	fclose(f);
+	return r;
+}
+
+/* The listener on 127.0.0.1, a port of the kernel's choosing. */
+static int echo_listen(void)
+{
+	socklen_t len = sizeof(E.addr);
+
+	E.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (E.lfd < 0)
+		return -errno;
+	memset(&E.addr, 0, sizeof(E.addr));
+	E.addr.sin_family = AF_INET;
+	E.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(E.lfd, (struct sockaddr *)&E.addr, sizeof(E.addr)) < 0 ||
+	    getsockname(E.lfd, (struct sockaddr *)&E.addr, &len) < 0 ||
+	    listen(E.lfd, somaxconn()) < 0)
+		return -errno;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
 /* ---- driver ---- */
 
 /*
@@ -436,21 +861,21 @@ int main(int argc, char **argv)
 	myriad_rt_t *rt;
 	int64_t n = -1, tasks = 0, res = 0;
 	int64_t tasks_opt = -1, yields = -1, pairs = -1, rounds = -1;
-	int64_t sleep_ms = -1;
+	int64_t sleep_ms = -1, conns = -1, overflows = -1;
 	long rss_before = 0;
 	unsigned workers = 0;
 	int i, r, err;
 	myriad_step_fn root = NULL;
 	struct fib froot = { 0 };
 	struct root rroot = { 0 };
+	struct echo_root eroot = { 0 };
 	double w;
 
 	if (argc < 2)
 		usage("missing workload");
 	wl = argv[1];
 	/* Workloads of later issues: whatever their flags, say so. */
-	if (!strcmp(wl, "echo") || !strcmp(wl, "agents") ||
-	    !strcmp(wl, "noisy")) {
+	if (!strcmp(wl, "agents") || !strcmp(wl, "noisy")) {
 		printf("RESULT workload=%s unsupported=1\n", wl);
 		return 0;
 	}
@@ -475,6 +900,8 @@ int main(int argc, char **argv)
 			rounds = parse_int(a, argv[++i], 0, INT64_C(1) << 40);
 		else if (!strcmp(a, "--sleep-ms"))
 			sleep_ms = parse_int(a, argv[++i], 0, INT64_C(1) << 32);
+		else if (!strcmp(a, "--conns"))
+			conns = parse_int(a, argv[++i], 1, INT64_C(1) << 20);
 		else {
 			char msg[160];
 
@@ -524,12 +951,36 @@ int main(int argc, char **argv)
 			(uint64_t)(sleep_ms >= 0 ? sleep_ms : 20000) * 1000000u;
 		tasks = B.n;
 		root = park_root;
+	} else if (!strcmp(wl, "echo")) {
+		if (n >= 0 || tasks_opt >= 0 || yields >= 0 || pairs >= 0)
+			usage("echo takes --conns and --rounds");
+		B.n = conns >= 0 ? conns : 10000;
+		B.m = rounds >= 0 ? rounds : 100;
+		if (B.m < 1)
+			usage("--rounds must be at least 1 for echo");
+		tasks = B.n;
 	} else {
 		usage("unknown workload");
 	}
 
 	if (sleep_ms >= 0 && strcmp(wl, "park"))
 		usage("--sleep-ms is for park only");
+	if (conns >= 0 && strcmp(wl, "echo"))
+		usage("--conns is for echo only");
+	if (!strcmp(wl, "echo")) {
+		raise_nofile((uint64_t)(2 * B.n + ECHO_SPARE_FDS));
+		E.lats = calloc((size_t)(B.n * B.m), sizeof(*E.lats));
+		if (!E.lats) {
+			fprintf(stderr, "myriad-bench: echo: out of memory\n");
+			return 1;
+		}
+		err = echo_listen();
+		if (err < 0) {
+			fprintf(stderr, "myriad-bench: echo: listener: %s\n",
+				strerror(-err));
+			return 1;
+		}
+	}
 	o.workers = workers;
 	rt = myriad_rt_create(&o, &err);
 	if (!rt) {
@@ -575,21 +1026,54 @@ int main(int argc, char **argv)
 			b = c;
 		}
 		tasks = 2 * a - 1;
+	} else if (!strcmp(wl, "echo")) {
+		int64_t after;
+
+		overflows = listen_overflows();
+		r = myriad_rt_block_on(rt, echo_root, &eroot, sizeof(eroot),
+				       NULL);
+		after = listen_overflows();
+		overflows =
+			overflows >= 0 && after >= 0 ? after - overflows : -1;
 	} else {
 		r = myriad_rt_block_on(rt, root, &rroot, sizeof(rroot), NULL);
 	}
 	atomic_store(&finished, true);
 	if (prog_ok)
 		pthread_join(prog, NULL);
-	if (r < 0) {
-		fprintf(stderr, "myriad-bench: run: %s\n", strerror(-r));
-		return 1;
-	}
 	if (B.failed) {
 		fprintf(stderr, "myriad-bench: spawn: %s\n",
 			strerror(-B.failed));
 		return 1;
 	}
+	if (E.failures) {
+		fprintf(stderr,
+			"myriad-bench: echo: %" PRId64
+			" failed calls (the first above)\n",
+			atomic_load(&E.failures));
+		return 1;
+	}
+	if (E.mismatches) {
+		fprintf(stderr,
+			"myriad-bench: echo: %" PRId64
+			" round trips came back different from what was sent\n",
+			atomic_load(&E.mismatches));
+		return 1;
+	}
+	/* After the failures, which the echo root ends by cancelling itself. */
+	if (r < 0) {
+		fprintf(stderr, "myriad-bench: run: %s\n", strerror(-r));
+		return 1;
+	}
+	if (E.retries)
+		fprintf(stderr,
+			"myriad-bench: echo: %" PRId64 " connects retried\n",
+			atomic_load(&E.retries));
+	if (overflows > 0)
+		fprintf(stderr,
+			"myriad-bench: echo: the kernel dropped %" PRId64
+			" connections on a full accept queue (ListenOverflows); their clients waited for SYN-ACK retransmissions\n",
+			overflows);
 	if (getenv("MYRIAD_BENCH_STATS")) {
 		uint64_t c[MYRIAD_CTR__COUNT];
 		unsigned k, j;
@@ -614,6 +1098,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "myriad-bench: destroy: %s\n", strerror(-r));
 		return 1;
 	}
+	if (E.lfd >= 0)
+		close(E.lfd);
 
 	w = wall_s();
 	if (w <= 0)
@@ -644,6 +1130,16 @@ int main(int argc, char **argv)
 			  : 0.0,
 		       now_s(&B.t_spawned) - now_s(&B.t0), park_late_ns() / 1e6,
 		       ru.ru_minflt);
+	} else if (!strcmp(wl, "echo")) {
+		size_t nl = (size_t)(B.n * B.m);
+
+		/* The nearest rank, as the peers. A round trip is a message. */
+		qsort(E.lats, nl, sizeof(*E.lats), cmp_u64);
+		printf(" msgs_per_s=%.0f p99_us=%.1f", (double)nl / w,
+		       E.lats[(nl * 99 + 99) / 100 - 1] / 1e3);
+		/* A diagnostic key of the peers' too, not in BENCH.md. */
+		if (overflows >= 0)
+			printf(" listen_overflows=%" PRId64, overflows);
 	}
 	printf("\n");
 	return 0;
