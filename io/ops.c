@@ -377,6 +377,18 @@ static void retry_run(struct worker *w)
 	w->io_nretry += keep;
 }
 
+/* Free what a finished accept record still holds: close its queue. */
+static void accept_drop(struct io_op *op)
+{
+	uint32_t i;
+
+	for (i = 0; i < op->u.acc.n; i++)
+		close(op->u.acc.q[(op->u.acc.head + i) % op->u.acc.cap]);
+	free(op->u.acc.q);
+	op->u.acc.q = NULL;
+	op->u.acc.n = op->u.acc.head = op->u.acc.cap = 0;
+}
+
 static void accept_cqe(struct worker *w, struct io_op *op,
 		       const struct io_uring_cqe *cqe)
 {
@@ -414,6 +426,12 @@ static void accept_cqe(struct worker *w, struct io_op *op,
 	}
 	/* The multishot ended: with an error, or to be armed again. */
 	op->res = cqe->res >= 0 ? RES_REARM : cqe->res;
+	if (w->io_draining) {
+		/* No step runs again (step 8): what was queued is closed. */
+		spin_lock(&op->u.acc.lock);
+		accept_drop(op);
+		spin_unlock(&op->u.acc.lock);
+	}
 	complete_one(w, op, 0);
 }
 
@@ -561,18 +579,6 @@ void io_task_cancel(struct worker *w, struct myriad_task *t)
 	for (op = t->ops; op; op = op->next)
 		if (op->kind != IOK_DEADLINE)
 			op_cancel(w, op);
-}
-
-/* Free what a finished accept record still holds: close its queue. */
-static void accept_drop(struct io_op *op)
-{
-	uint32_t i;
-
-	for (i = 0; i < op->u.acc.n; i++)
-		close(op->u.acc.q[(op->u.acc.head + i) % op->u.acc.cap]);
-	free(op->u.acc.q);
-	op->u.acc.q = NULL;
-	op->u.acc.n = op->u.acc.head = op->u.acc.cap = 0;
 }
 
 /*

@@ -71,6 +71,8 @@ int park_ring_init(struct worker *w)
 		p.flags = tries[i] | IORING_SETUP_SUBMIT_ALL |
 			  IORING_SETUP_CQSIZE;
 		p.cq_entries = w->ring_entries * 4;
+		if (p.cq_entries > 65536) /* the kernel's largest */
+			p.cq_entries = 65536;
 		r = io_uring_queue_init_params(w->ring_entries, &w->uring, &p);
 		if (r == 0) {
 			w->uring_ok = true;

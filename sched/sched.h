@@ -244,6 +244,8 @@ struct worker {
 	pid_t tid;
 
 	_Atomic int64_t allocs, frees; /* tasks, for myriad_rt_tasks_live */
+	uintptr_t pf_last;	       /* the 2 MiB chunk allocated from ... */
+	_Atomic uintptr_t pf_front;    /* ... as others read it (rt.c) */
 	/* Spawned tasks, newest last: depth-first for fork-join (queue.c). */
 	struct myriad_task *stack[MYRIAD_STACK_CAP];
 #if MYRIAD_COUNTERS
@@ -356,6 +358,10 @@ void notify_local(struct myriad_rt *rt, struct worker *w);
 void notify_all(struct myriad_rt *rt);
 void park_reap(struct worker *w);
 bool work_visible(struct myriad_rt *rt);
+
+/* rt.c: an idle worker faults in fresh arena memory ahead of spawning */
+#define PF_CHUNK ((uintptr_t)2 << 20)
+bool rt_prefault_step(struct myriad_rt *rt);
 
 /* worker.c */
 void *worker_main(void *arg);

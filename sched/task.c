@@ -94,6 +94,12 @@ struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
 		if (unlikely(!t))
 			return NULL;
 		own_add(&w->allocs, 1);
+		/* Where this worker allocates now (rt.c's prefaulting). */
+		if (unlikely(((uintptr_t)t & ~(PF_CHUNK - 1)) != w->pf_last)) {
+			w->pf_last = (uintptr_t)t & ~(PF_CHUNK - 1);
+			atomic_store_explicit(&w->pf_front, w->pf_last,
+					      memory_order_relaxed);
+		}
 	} else {
 		t = mallocx(total,
 			    MALLOCX_ARENA(rt->oarena) | MALLOCX_TCACHE_NONE);

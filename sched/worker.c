@@ -294,6 +294,8 @@ void *worker_main(void *arg)
 		if (!t)
 			t = worker_search(w);
 		if (!t) {
+			if (rt_prefault_step(rt))
+				continue;
 			park(w);
 			continue;
 		}

@@ -43,7 +43,8 @@ struct myriad_rt_opts {
 	void *policy_arg;
 	/*
 	 * Submission queue entries of each worker's io_uring (a power of two,
-	 * 2 to 32768; 0: 256). The completion queue is four times larger.
+	 * 2 to 32768; 0: 256). The completion queue is four times larger
+	 * (at most 65536 entries).
 	 * A full submission queue is flushed, never dropped.
 	 */
 	unsigned ring_entries;

@@ -89,8 +89,9 @@ MYRIAD_API void myriad_task_set_result(myriad_task_t *self, int64_t value);
 MYRIAD_API int64_t myriad_task_result(const myriad_task_t *child);
 
 /*
- * How a finished task ended: 0 normally, -ECANCELED if it was cancelled.
- * Valid only on a child that the caller has joined.
+ * How a finished task ended: 0 normally, -ETIME if a deadline of its own or
+ * of an ancestor cancelled it (myriad/io.h), -ECANCELED if it was cancelled
+ * otherwise. Valid only on a child that the caller has joined.
  */
 MYRIAD_API int myriad_task_status(const myriad_task_t *child);
 
