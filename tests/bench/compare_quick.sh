@@ -4,9 +4,9 @@
 # bench/lib/results.py, that every runtime printed a well-formed RESULT line
 # with the right keys for every workload it supports, that the counts match
 # the parameters, and that bench-results.json was written. Then runs
-# `bench/compare --workload park --workload echo --quick --peers-only` (the
-# opt-in workloads; myriad is left out there) and checks go's and tokio's
-# lines the same way, and that tbb says unsupported. Also checks the
+# `bench/compare --workload park --workload echo --quick` (the opt-in
+# workloads) and checks myriad's (when built), go's and tokio's lines the
+# same way, and that tbb says unsupported. Also checks the
 # peers' command-line contract (unknown workload or flag: exit 2;
 # unsupported workload: an unsupported=1 line and exit 0).
 #   bash tests/bench/compare_quick.sh      (from anywhere)
@@ -174,9 +174,10 @@ if errors:
 print("RESULT lines and bench-results.json: ok (%s)" % ", ".join(runtimes))
 PY
 
-# --- park and echo (opt-in workloads), peers only ----------------------------------
-pe_args=(--workload park --workload echo --quick --peers-only --peer go,tokio,tbb
+# --- park and echo (opt-in workloads) -----------------------------------------------
+pe_args=(--workload park --workload echo --quick --peer go,tokio,tbb
          --out "$tmp/out-park-echo")
+[ "$with_myriad" = 1 ] || pe_args+=(--peers-only)
 bench/compare "${pe_args[@]}" >"$tmp/table" 2>"$tmp/log"
 status=$?
 cat "$tmp/table"
@@ -186,7 +187,7 @@ if [ "$status" != 0 ]; then
     fail=1
 fi
 
-python3 - "$tmp/out-park-echo/bench-results.json" <<'PY' || fail=1
+python3 - "$tmp/out-park-echo/bench-results.json" "$with_myriad" <<'PY' || fail=1
 import json, os, sys
 sys.path.insert(0, os.path.join("bench", "lib"))
 import results
@@ -232,7 +233,7 @@ def check_echo(where, rec):
     if not 0 < rec["p99_us"] <= rec["wall_s"] * 1e6:
         errors.append("%s: p99_us=%r not in (0, wall_s]" % (where, rec["p99_us"]))
 
-for rt in ("go", "tokio", "tbb"):
+for rt in (("myriad",) if sys.argv[2] == "1" else ()) + ("go", "tokio", "tbb"):
     for wl, check in (("park", check_park), ("echo", check_echo)):
         where = "%s %s" % (rt, wl)
         runs = [r for r in report["runs"] if r["runtime"] == rt and r["workload"] == wl]
@@ -276,7 +277,7 @@ if errors:
     for e in errors:
         print("  " + e)
     sys.exit(1)
-print("park and echo RESULT lines: ok (go, tokio; tbb unsupported)")
+print("park and echo RESULT lines: ok (%s; tbb unsupported)" % ("myriad, go, tokio" if sys.argv[2] == "1" else "go, tokio"))
 PY
 
 if [ "$fail" != 0 ]; then
