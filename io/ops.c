@@ -313,6 +313,8 @@ static void recv_buf_sqe(struct worker *w, struct io_op *op, bool retry)
 	sqe = get_sqe(w);
 	/* While in flight, res and cflags hold the fd and the flags. */
 	io_uring_prep_recv(sqe, op->res, NULL, 0, (int)op->cflags);
+	/* A recv is mostly armed before its data comes: poll first. */
+	sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = BUF_GROUP;
 	sqe->user_data = (uint64_t)(uintptr_t)op | IO_UD_OP;
@@ -349,17 +351,18 @@ static void retry_add(struct worker *w, struct io_op *op)
 }
 
 /*
- * Recvs parked for want of a buffer: cancelled ones complete; the others
- * go again once buffers have come back.
+ * Recvs parked for want of a buffer: cancelled ones complete; of the
+ * others, the oldest go again, one for each buffer that came back since
+ * the last pass (each has data waiting and takes one buffer: more would
+ * only fail again with -ENOBUFS).
  */
 static void retry_run(struct worker *w)
 {
 	uint64_t back =
 		atomic_load_explicit(&w->bufs_back, memory_order_relaxed);
-	bool go = back != w->bufs_seen;
+	uint64_t budget = back - w->bufs_seen;
 	unsigned i, n = w->io_nretry, keep = 0;
 
-	w->bufs_seen = back;
 	w->io_nretry = 0;
 	for (i = 0; i < n; i++) {
 		struct io_op *op = w->io_retry[i];
@@ -367,14 +370,15 @@ static void retry_run(struct worker *w)
 		if ((st_load(op) & OP_CANCELLED) || w->io_draining) {
 			op->res = -ECANCELED;
 			complete_one(w, op, 0);
-		} else if (go) {
+		} else if (budget) {
+			budget--;
 			recv_buf_sqe(w, op, true);
 		} else {
 			w->io_retry[keep++] = op;
 		}
 	}
-	/* Entries added meanwhile (none: complete_one adds none) stay. */
-	w->io_nretry += keep;
+	w->bufs_seen = back - budget;
+	w->io_nretry = keep;
 }
 
 /* Free what a finished accept record still holds: close its queue. */
@@ -664,6 +668,8 @@ static int op_result(myriad_task_t *self, struct io_op *op)
 
 	if (r < 0 && (s & OP_TMO_FIRED))
 		r = -ETIME;
+	else if (r == -EAGAIN)
+		r = -EBUSY; /* -EAGAIN means "in flight" here */
 	else if (r == -ECANCELED || (r == -EINTR && (s & OP_CANCELLED))) {
 		int why = task_cancel_reason(self);
 
@@ -759,7 +765,8 @@ int myriad_io_send(myriad_task_t *self, myriad_io_t *rec, int fd,
 		   const void *buf, size_t len, int flags)
 {
 	OP_PROLOGUE(IOK_SEND);
-	if (fd < 0 || (!buf && len) || len > INT32_MAX)
+	if (fd < 0 || (!buf && len) || len > INT32_MAX ||
+	    (flags & MSG_DONTWAIT))
 		return -EINVAL;
 	op_start(w, self, op, IOK_SEND);
 	sqe = get_sqe(w);
@@ -771,11 +778,13 @@ int myriad_io_recv(myriad_task_t *self, myriad_io_t *rec, int fd, void *buf,
 		   size_t len, int flags)
 {
 	OP_PROLOGUE(IOK_RECV);
-	if (fd < 0 || (!buf && len) || len > INT32_MAX)
+	if (fd < 0 || (!buf && len) || len > INT32_MAX ||
+	    (flags & MSG_DONTWAIT))
 		return -EINVAL;
 	op_start(w, self, op, IOK_RECV);
 	sqe = get_sqe(w);
 	io_uring_prep_recv(sqe, fd, buf, len, flags);
+	sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	return op_commit(w, op, sqe);
 }
 
@@ -804,7 +813,7 @@ int myriad_io_recv_buf(myriad_task_t *self, myriad_io_t *rec, int fd,
 	}
 	if (r != 1)
 		return r;
-	if (fd < 0)
+	if (fd < 0 || (flags & MSG_DONTWAIT))
 		return -EINVAL;
 	if (!w->bufs) {
 		r = bufring_create(w);

@@ -21,6 +21,10 @@
  * only once the kernel has completed every one of them; the same holds at
  * runtime shutdown.
  *
+ * A kernel result of -EAGAIN (which io_uring avoids by polling) is
+ * returned as -EBUSY, since -EAGAIN means "in flight"; MSG_DONTWAIT is
+ * refused (-EINVAL) for that reason.
+ *
  * Errors of the call itself (not the kernel's): -EINVAL (NULL or bad
  * arguments, self not the running task, a record in use by another kind
  * of operation), -ECANCELED (the task or an ancestor was cancelled),
