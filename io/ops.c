@@ -973,6 +973,13 @@ int myriad_task_deadline(myriad_task_t *self, myriad_io_t *rec,
 
 	if (!self || !op || !w || w->current != self)
 		return -EINVAL;
+	if (deadline_ns <= myriad_now_ns()) {
+		/* Passed already: cancelled now, not at the next tick. */
+		if (op->kind == IOK_DEADLINE && (op->oflags & OF_LISTED))
+			timer_disarm(w->rt, &op->u.tm);
+		task_cancel_flags(self, TF_TIMEDOUT);
+		return -ETIME;
+	}
 	if (op->kind == IOK_DEADLINE && (op->oflags & OF_LISTED)) {
 		timer_disarm(w->rt, &op->u.tm); /* move it */
 	} else {
