@@ -501,13 +501,30 @@ void io_op_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 
 /* ---- the worker's tick ---- */
 
+/*
+ * Is an enter worth it: SQEs to submit, or completions to reap? With
+ * TASKRUN_FLAG the kernel says when completions wait to be posted
+ * (IORING_SQ_TASKRUN); without it, any operation in flight may have
+ * completed.
+ */
+static bool io_due(struct worker *w)
+{
+	if (w->io_queued || io_uring_cq_ready(&w->uring))
+		return true;
+	if (!w->io_inflight)
+		return false;
+	if (!(w->uring_flags & IORING_SETUP_TASKRUN_FLAG))
+		return true;
+	return IO_URING_READ_ONCE(*w->uring.sq.kflags) & IORING_SQ_TASKRUN;
+}
+
 void io_tick(struct worker *w)
 {
 	int r;
 
 	if (w->io_nretry)
 		retry_run(w);
-	if (!w->io_queued && !w->io_inflight)
+	if (!io_due(w))
 		return;
 	do {
 		r = io_uring_submit_and_get_events(&w->uring);

@@ -286,7 +286,7 @@ void *worker_main(void *arg)
 			continue;
 		}
 		t = next_task(w);
-		if (!t && (w->io_queued || w->io_inflight)) {
+		if (!t && (w->io_queued || w->io_inflight || w->io_nretry)) {
 			/* Submit the tick's I/O; completions may be work. */
 			io_tick(w);
 			t = next_task(w);
