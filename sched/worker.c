@@ -14,6 +14,7 @@
 
 /* Poll the inject queue at least this often, so that it cannot starve. */
 #define INJECT_INTERVAL 61
+#define INJECT_BACKLOG_INTERVAL 16
 /* How often the worker reaps its ring and asks the policy, in ticks. */
 #define MAINT_INTERVAL 61
 
@@ -66,7 +67,14 @@ static struct myriad_task *next_task(struct worker *w)
 {
 	struct myriad_task *t;
 
-	if (unlikely(w->tick % INJECT_INTERVAL == 0)) {
+	/*
+	 * Every INJECT_INTERVAL ticks; and every INJECT_BACKLOG_INTERVAL
+	 * while the inject queue holds more than a local ring: tasks that
+	 * overflowed there must not wait behind every newer local task.
+	 */
+	if (unlikely(w->tick % INJECT_INTERVAL == 0) ||
+	    (unlikely(w->tick % INJECT_BACKLOG_INTERVAL == 0) &&
+	     inject_len(&w->rt->inject) > MYRIAD_LQ_CAP)) {
 		t = inject_pop(&w->rt->inject);
 		if (t) {
 			CTR_INC(w, MYRIAD_CTR_INJECT_POLLS);
