@@ -187,7 +187,7 @@ static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
 #define MADV_POPULATE_WRITE 23
 #endif
 #define PF_SLOTS 16
-#define PF_AHEAD 2
+#define PF_AHEAD 1
 
 static struct {
 	struct spin lock;
@@ -280,6 +280,10 @@ bool rt_prefault_step(struct myriad_rt *rt)
 
 static void hooks_init(void)
 {
+	const char *e = getenv("MYRIAD_PREFAULT");
+
+	if (e && !strcmp(e, "0"))
+		pf.off = true;
 	size_t sz = sizeof(default_hooks);
 
 	if (mallctl("arena.0.extent_hooks", &default_hooks, &sz, NULL, 0) ||
