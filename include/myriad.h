@@ -13,6 +13,7 @@
 #include <myriad/chan.h>
 #include <myriad/time.h>
 #include <myriad/io.h>
+#include <myriad/infer.h>
 #include <myriad/policy.h>
 #include <myriad/stats.h>
 #include <myriad/coro.h>

@@ -56,6 +56,14 @@ struct io_op {
 			int64_t ret;
 			struct io_op *qnext; /* the pool's queue */
 		} blk;
+		struct {
+			/* completed records are pushed here (lock-free) */
+			_Atomic(struct io_op *) *stack;
+			struct io_op *snext;
+		} ntf;
+		struct {
+			struct icall *c; /* infer/infer.c's call */
+		} inf;
 	} u;
 };
 
@@ -73,7 +81,11 @@ enum io_kind {
 	IOK_POLL,
 	IOK_BLOCKING,
 	IOK_DEADLINE,
+	IOK_POLLN, /* a poll whose completion is pushed on a stack */
+	IOK_INFER, /* an inference call (infer/infer.c) */
 };
+
+struct icall;
 
 int io_worker_init(struct worker *w);
 void io_worker_fini(struct worker *w);
@@ -94,6 +106,29 @@ void io_drain(struct worker *w);
 /* The task's side: cancel its operations; at DONE, settle its records. */
 void io_task_cancel(struct worker *w, struct myriad_task *t);
 void io_task_finish(struct worker *w, struct myriad_task *t);
+
+/*
+ * ops.c, for modules that complete records themselves (infer/): the
+ * common entry (1: start a new operation; 0: done, read it with
+ * io_op_result(); else the value to return), starting a record counted
+ * in the task like an operation, and completing it from any thread ('w'
+ * NULL outside the workers).
+ */
+int io_op_enter(struct worker *w, struct myriad_task *self, struct io_op *op,
+		uint8_t kind);
+int io_op_result(struct myriad_task *self, struct io_op *op);
+void io_ext_start(struct worker *w, struct myriad_task *self, struct io_op *op,
+		  uint8_t kind);
+void io_ext_complete(struct worker *w, struct io_op *op, int32_t res);
+/* A poll whose completion pushes the record on '*stack', then wakes. */
+int io_polln(struct myriad_task *self, struct io_op *op, int fd,
+	     unsigned events, _Atomic(struct io_op *) *stack);
+/* The kept result of a finished record goes (task end, reuse). */
+void io_op_drop(struct myriad_rt *rt, struct io_op *op);
+
+/* infer/infer.c: cancel a call in flight; free a finished call */
+void infer_cancel(struct io_op *op);
+void infer_drop(struct io_op *op);
 
 /* timer.c, for task deadlines */
 int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,

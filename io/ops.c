@@ -81,6 +81,7 @@ static_assert(sizeof(struct io_op) == sizeof(myriad_io_t),
 #define OF_LISTED 1u   /* on the task's list */
 #define OF_DEADLINE 2u /* u.ts holds a deadline for the next submission */
 #define OF_BUF 4u      /* holds a provided buffer (its id in cflags) */
+#define OF_HOLD 8u     /* holds a finished call's result (infer) */
 
 /* A completed multishot accept that must be armed again. */
 #define RES_REARM INT32_MIN
@@ -279,6 +280,22 @@ static void op_buf_release(struct myriad_rt *rt, struct io_op *op)
 
 /* ---- completion (the owner) ---- */
 
+/*
+ * A finished IOK_POLLN record goes on its stack (lock-free push; the task
+ * takes the whole stack at once, so no pop races a push). After DONE and
+ * before the wake that counts it, so the task finds it when woken.
+ */
+static void ntf_push(struct io_op *op)
+{
+	_Atomic(struct io_op *) *stack = op->u.ntf.stack;
+	struct io_op *head = atomic_load_explicit(stack, memory_order_relaxed);
+
+	do {
+		op->u.ntf.snext = head;
+	} while (!atomic_compare_exchange_weak_explicit(
+		stack, &head, op, memory_order_release, memory_order_relaxed));
+}
+
 /* Step 3: one kernel completion of 'op' handled; maybe the last. */
 static void complete_one(struct worker *w, struct io_op *op, uint32_t add)
 {
@@ -298,6 +315,8 @@ static void complete_one(struct worker *w, struct io_op *op, uint32_t add)
 		&op->st, &s, ns, memory_order_acq_rel, memory_order_relaxed));
 	if ((ns & OP_PHASE) == OP_DONE) {
 		w->io_inflight--;
+		if (op->kind == IOK_POLLN)
+			ntf_push(op);
 		task_op_done(w, t);
 	}
 }
@@ -572,10 +591,12 @@ static void op_cancel(struct worker *w, struct io_op *op)
 
 	if ((s & OP_PHASE) != OP_FLIGHT || (s & OP_CANCELLED))
 		return;
-	if (op->kind == IOK_BLOCKING) {
+	if (op->kind == IOK_BLOCKING || op->kind == IOK_INFER) {
 		/* The pool checks before it runs fn; a running fn finishes. */
 		atomic_fetch_or_explicit(&op->st, OP_CANCELLED,
 					 memory_order_relaxed);
+		if (op->kind == IOK_INFER)
+			infer_cancel(op); /* its driver removes the transfer */
 		return;
 	}
 	if (op->worker == w->idx) {
@@ -626,6 +647,7 @@ void io_task_finish(struct worker *w, struct myriad_task *t)
 			op_cancel(w, op);
 			break;
 		case OP_DONE:
+			io_op_drop(w->rt, op);
 			if (op->kind == IOK_ACCEPT)
 				accept_drop(op);
 			else if (op->kind == IOK_OPENAT && op->res >= 0)
@@ -635,9 +657,20 @@ void io_task_finish(struct worker *w, struct myriad_task *t)
 			list_del(t, op);
 			break;
 		default:
+			io_op_drop(w->rt, op);
 			list_del(t, op);
 			break;
 		}
+	}
+}
+
+void io_op_drop(struct myriad_rt *rt, struct io_op *op)
+{
+	op_buf_release(rt, op);
+	if (op->oflags & OF_HOLD) {
+		op->oflags &= ~OF_HOLD;
+		if (op->kind == IOK_INFER)
+			infer_drop(op);
 	}
 }
 
@@ -646,8 +679,8 @@ void io_task_finish(struct worker *w, struct myriad_task *t)
  * should start a new operation on 'op', or the value to return: -EAGAIN
  * while in flight, the result once done, or an error.
  */
-static int op_enter(struct worker *w, myriad_task_t *self, struct io_op *op,
-		    uint8_t kind)
+int io_op_enter(struct worker *w, struct myriad_task *self, struct io_op *op,
+		uint8_t kind)
 {
 	uint32_t s;
 
@@ -666,7 +699,7 @@ static int op_enter(struct worker *w, myriad_task_t *self, struct io_op *op,
 	}
 	if (op->kind == IOK_DEADLINE && (op->oflags & OF_LISTED))
 		return -EINVAL; /* a task deadline's record */
-	op_buf_release(w->rt, op);
+	io_op_drop(w->rt, op);
 	if (myriad_task_cancelled(self))
 		return task_cancel_reason(self);
 	if (TS_OPS(atomic_load_explicit(&self->state, memory_order_relaxed)) >=
@@ -678,7 +711,7 @@ static int op_enter(struct worker *w, myriad_task_t *self, struct io_op *op,
 }
 
 /* Step 4: the result of a DONE record, which becomes idle. */
-static int op_result(myriad_task_t *self, struct io_op *op)
+int io_op_result(struct myriad_task *self, struct io_op *op)
 {
 	uint32_t s = st_load(op);
 	int r = op->res;
@@ -693,7 +726,9 @@ static int op_result(myriad_task_t *self, struct io_op *op)
 		r = why ? why : -ECANCELED;
 	}
 	atomic_store_explicit(&op->st, OP_IDLE, memory_order_relaxed);
-	if (!(op->oflags & OF_BUF))
+	if (op->kind == IOK_INFER)
+		op->oflags |= OF_HOLD; /* the result stays readable */
+	if (!(op->oflags & (OF_BUF | OF_HOLD)))
 		list_del(self, op);
 	return r;
 }
@@ -756,14 +791,14 @@ int myriad_io_deadline(myriad_io_t *rec, uint64_t deadline_ns)
 	return 0;
 }
 
-#define OP_PROLOGUE(kind)                       \
-	struct worker *w = cur_worker();        \
-	struct io_op *op = (struct io_op *)rec; \
-	struct io_uring_sqe *sqe;               \
-	int r = op_enter(w, self, op, (kind));  \
-	if (r == 0)                             \
-		return op_result(self, op);     \
-	if (r != 1)                             \
+#define OP_PROLOGUE(kind)                         \
+	struct worker *w = cur_worker();          \
+	struct io_op *op = (struct io_op *)rec;   \
+	struct io_uring_sqe *sqe;                 \
+	int r = io_op_enter(w, self, op, (kind)); \
+	if (r == 0)                               \
+		return io_op_result(self, op);    \
+	if (r != 1)                               \
 	return r
 
 int myriad_io_connect(myriad_task_t *self, myriad_io_t *rec, int fd,
@@ -815,7 +850,7 @@ int myriad_io_recv_buf(myriad_task_t *self, myriad_io_t *rec, int fd,
 	if (!data)
 		return -EINVAL;
 	*data = NULL;
-	r = op_enter(w, self, op, IOK_RECV_BUF);
+	r = io_op_enter(w, self, op, IOK_RECV_BUF);
 	if (r == 0) {
 		if (op->res > 0 && (op->cflags & IORING_CQE_F_BUFFER)) {
 			op->oflags |= OF_BUF;
@@ -826,7 +861,7 @@ int myriad_io_recv_buf(myriad_task_t *self, myriad_io_t *rec, int fd,
 			op->oflags |= OF_BUF;
 			op_buf_release(w->rt, op);
 		}
-		return op_result(self, op);
+		return io_op_result(self, op);
 	}
 	if (r != 1)
 		return r;
@@ -938,7 +973,7 @@ int myriad_io_accept(myriad_task_t *self, myriad_io_t *rec, int fd, int flags)
 	struct worker *w = cur_worker();
 	struct io_op *op = (struct io_op *)rec;
 	struct io_uring_sqe *sqe;
-	int r = op_enter(w, self, op, IOK_ACCEPT), nfd;
+	int r = io_op_enter(w, self, op, IOK_ACCEPT), nfd;
 
 	if (r == -EAGAIN || r == 0) {
 		/* In flight or ended: the queue first (step 7). */
@@ -951,9 +986,9 @@ int myriad_io_accept(myriad_task_t *self, myriad_io_t *rec, int fd, int flags)
 		op->u.acc.q = NULL;
 		op->u.acc.cap = op->u.acc.head = 0;
 		if (op->res != RES_REARM)
-			return op_result(self, op);
-		(void)op_result(self, op);
-		r = op_enter(w, self, op, IOK_ACCEPT);
+			return io_op_result(self, op);
+		(void)io_op_result(self, op);
+		r = io_op_enter(w, self, op, IOK_ACCEPT);
 	}
 	if (r != 1)
 		return r;
@@ -1022,7 +1057,7 @@ int64_t myriad_io_blocking(myriad_task_t *self, myriad_io_t *rec,
 	struct worker *w = cur_worker();
 	struct io_op *op = (struct io_op *)rec;
 	int64_t ret;
-	int r = op_enter(w, self, op, IOK_BLOCKING);
+	int r = io_op_enter(w, self, op, IOK_BLOCKING);
 
 	if (r == 0) {
 		ret = op->res < 0 ? op->res : op->u.blk.ret;
@@ -1056,4 +1091,51 @@ int64_t myriad_io_blocking(myriad_task_t *self, myriad_io_t *rec,
 	}
 	CTR_INC(w, MYRIAD_CTR_IO_OPS);
 	return -EAGAIN;
+}
+
+void io_ext_start(struct worker *w, struct myriad_task *self, struct io_op *op,
+		  uint8_t kind)
+{
+	op->kind = kind;
+	op->task = self;
+	op->worker = (uint16_t)w->idx;
+	op->res = 0;
+	atomic_store_explicit(&op->st, OP_FLIGHT, memory_order_relaxed);
+	list_add(self, op);
+	atomic_fetch_add_explicit(&self->state, TS_OPS_ONE,
+				  memory_order_relaxed);
+	CTR_INC(w, MYRIAD_CTR_IO_OPS);
+}
+
+/* Any thread: the result, DONE (release), then the counted wake (step 3). */
+void io_ext_complete(struct worker *w, struct io_op *op, int32_t res)
+{
+	struct myriad_task *t = op->task;
+	uint32_t s = atomic_load_explicit(&op->st, memory_order_relaxed);
+
+	op->res = res;
+	while (!atomic_compare_exchange_weak_explicit(
+		&op->st, &s, (s & ~OP_PHASE) | OP_DONE, memory_order_acq_rel,
+		memory_order_relaxed))
+		;
+	task_op_done(w, t);
+}
+
+int io_polln(struct myriad_task *self, struct io_op *op, int fd,
+	     unsigned events, _Atomic(struct io_op *) *stack)
+{
+	struct worker *w = cur_worker();
+	struct io_uring_sqe *sqe;
+	int r = io_op_enter(w, self, op, IOK_POLLN);
+
+	if (r == 0)
+		return io_op_result(self, op);
+	if (r != 1)
+		return r;
+	op->oflags &= ~OF_DEADLINE;
+	op->u.ntf.stack = stack;
+	op_start(w, self, op, IOK_POLLN);
+	sqe = get_sqe(w);
+	io_uring_prep_poll_add(sqe, fd, events);
+	return op_commit(w, op, sqe);
 }

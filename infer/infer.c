@@ -1,0 +1,1189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * infer/infer.c: the inference offload layer: an endpoint pool, HTTP on
+ * libcurl's multi interface driven by myriad's own io_uring polls and
+ * timer wheel, JSON with jansson, retries, backoff and cooldowns.
+ *
+ * Drivers: each driver is an ordinary myriad task that owns one curl
+ * multi handle. It waits for three things at once, none of them on a
+ * thread: its sockets (one io_uring poll per curl socket, whose completion
+ * pushes the poll's record on the driver's ready stack), curl's timeout
+ * (a timer on the wheel), and new work (a waker: calls queued by agents,
+ * cancellations). A step handles what is ready, admits queued calls into
+ * free windows, re-arms polls and the timer, and parks.
+ *
+ * Why a call completes once and its agent outlives it:
+ * 1. The call's record is an I/O record of the agent (io/ops.c): starting
+ *    it counts one operation in the agent's state word, so the agent
+ *    cannot finish until io_ext_complete() takes it off again.
+ * 2. A call lives on exactly one list at a time, under the pool's lock
+ *    (the queue) or owned by one driver's step (in flight); only the
+ *    owner completes it, once.
+ * 3. A cancellation (the agent cancelled, its deadline) sets a flag on the
+ *    call and wakes a driver; the call's owner, queue or driver, sees it,
+ *    removes the transfer (curl closes a connection whose transfer did
+ *    not finish) and completes the call with the reason.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include <myriad/infer.h>
+
+#include "io/io.h"
+
+enum { CALL_CHAT, CALL_EMBED };
+
+struct endpoint {
+	char *chat_url, *embed_url, *model;
+	struct curl_slist *hdrs; /* content type, authorization */
+	unsigned window;
+	_Atomic unsigned inflight;
+	_Atomic uint64_t cool_until_ns; /* after a 429 */
+};
+
+struct icall {
+	struct io_op *op;
+	struct myriad_task *task;
+	struct myriad_infer *pool;
+	int kind;
+	json_t *req; /* the request without "model" */
+	char *body;
+	int ep;		    /* the endpoint of the current attempt */
+	struct driver *drv; /* in flight there */
+	CURL *easy;
+	char *resp;
+	size_t resp_len, resp_cap;
+	bool too_big;
+	double retry_after_s; /* from the last response, -1 if none */
+	long http_status;
+	unsigned attempts;
+	uint64_t not_before_ns;
+	_Atomic int cancel; /* 0, or the reason (-ECANCELED, -ETIME) */
+	struct icall *next; /* the queue, or the driver's list */
+	struct icall *prev;
+	json_t *json; /* the parsed response: owns the strings */
+	double *emb;
+	struct myriad_infer_result res;
+	char err[CURL_ERROR_SIZE + 96];
+};
+
+struct sock {
+	struct io_op rec; /* first: the poll's record */
+	struct driver *d;
+	curl_socket_t fd;
+	int want;  /* CURL_POLL_* */
+	int armed; /* poll events in flight, 0 if none */
+	bool dead; /* curl is done with it: free once the poll ends */
+	bool in_ready;
+};
+
+struct driver {
+	struct myriad_infer *pool;
+	myriad_task_t *self;
+	myriad_handle_t *handle;
+	myriad_waker_t waker;
+	CURLM *multi;
+	_Atomic(struct io_op *) ready; /* finished polls */
+	struct icall *active;	       /* transfers in this multi */
+	unsigned nactive;
+	uint64_t curl_deadline_ns; /* UINT64_MAX: none */
+	myriad_timer_t tm;
+	_Atomic bool stop;
+	uint64_t rng;
+};
+
+struct myriad_infer {
+	myriad_rt_t *rt;
+	struct myriad_infer_opts o;
+	pthread_mutex_t lock; /* the queue, endpoints list growth */
+	struct icall *qhead, *qtail;
+	unsigned nqueued;
+	_Atomic unsigned ncancel; /* cancellations not yet seen */
+	struct endpoint *eps;
+	_Atomic unsigned neps;
+	unsigned eps_cap;
+	struct driver *drv;
+	unsigned ndrv;
+	_Atomic unsigned rr;
+};
+
+static uint64_t now_ns(void)
+{
+	return myriad_now_ns();
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return x;
+}
+
+/* ---- the queue (pool lock) ---- */
+
+static void q_push(struct myriad_infer *p, struct icall *c)
+{
+	c->next = NULL;
+	c->prev = p->qtail;
+	if (p->qtail)
+		p->qtail->next = c;
+	else
+		p->qhead = c;
+	p->qtail = c;
+	p->nqueued++;
+}
+
+static void q_del(struct myriad_infer *p, struct icall *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->qhead = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		p->qtail = c->prev;
+	c->next = c->prev = NULL;
+	p->nqueued--;
+}
+
+static void wake_driver(struct myriad_infer *p, struct driver *d)
+{
+	if (!d)
+		d = &p->drv[atomic_fetch_add_explicit(&p->rr, 1,
+						      memory_order_relaxed) %
+			    p->ndrv];
+	myriad_waker_wake(d->waker);
+}
+
+/* ---- finishing a call ---- */
+
+static void call_free_transfer(struct icall *c)
+{
+	if (c->easy) {
+		curl_easy_cleanup(c->easy);
+		c->easy = NULL;
+	}
+	free(c->body);
+	c->body = NULL;
+	free(c->resp);
+	c->resp = NULL;
+	c->resp_len = c->resp_cap = 0;
+}
+
+/* Step 2: the owner completes the call, once; 'w' the current worker. */
+static void call_complete(struct icall *c, int rc, const char *why)
+{
+	if (why && !c->err[0])
+		snprintf(c->err, sizeof(c->err), "%s", why);
+	c->res.error = c->err;
+	c->res.http_status = (int)c->http_status;
+	c->res.attempts = c->attempts;
+	c->res.endpoint = c->ep;
+	call_free_transfer(c);
+	io_ext_complete(cur_worker(), c->op, rc);
+}
+
+void infer_drop(struct io_op *op)
+{
+	struct icall *c = op->u.inf.c;
+
+	if (!c)
+		return;
+	op->u.inf.c = NULL;
+	call_free_transfer(c);
+	if (c->req)
+		json_decref(c->req);
+	if (c->json)
+		json_decref(c->json);
+	free(c->emb);
+	free(c);
+}
+
+/* Step 3: the agent side of a cancellation. */
+void infer_cancel(struct io_op *op)
+{
+	struct icall *c = op->u.inf.c;
+	int why = task_cancel_reason(op->task);
+	int z = 0;
+
+	if (!c)
+		return;
+	if (atomic_compare_exchange_strong(&c->cancel, &z,
+					   why ? why : -ECANCELED)) {
+		atomic_fetch_add_explicit(&c->pool->ncancel, 1,
+					  memory_order_release);
+		wake_driver(c->pool, NULL);
+	}
+}
+
+/* ---- curl callbacks ---- */
+
+static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
+{
+	struct icall *c = arg;
+	size_t len = size * n, cap;
+	char *b;
+
+	if (c->resp_len + len > c->pool->o.max_response) {
+		c->too_big = true;
+		return 0; /* curl stops the transfer */
+	}
+	if (c->resp_len + len + 1 > c->resp_cap) {
+		cap = c->resp_cap ? c->resp_cap : 4096;
+		while (cap < c->resp_len + len + 1)
+			cap *= 2;
+		b = realloc(c->resp, cap);
+		if (!b)
+			return 0;
+		c->resp = b;
+		c->resp_cap = cap;
+	}
+	memcpy(c->resp + c->resp_len, ptr, len);
+	c->resp_len += len;
+	c->resp[c->resp_len] = 0;
+	return len;
+}
+
+/* Retry-After: seconds or an HTTP date; retry-after-ms: milliseconds. */
+static size_t on_header(char *ptr, size_t size, size_t n, void *arg)
+{
+	struct icall *c = arg;
+	size_t len = size * n;
+	char line[256], *v;
+	double s;
+
+	if (len >= sizeof(line))
+		return len;
+	memcpy(line, ptr, len);
+	line[len] = 0;
+	if (!strncasecmp(line, "HTTP/", 5)) {
+		c->retry_after_s = -1; /* a new response */
+		return len;
+	}
+	v = strchr(line, ':');
+	if (!v)
+		return len;
+	*v++ = 0;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (!strcasecmp(line, "retry-after-ms")) {
+		s = strtod(v, NULL) / 1000.0;
+		if (s >= 0)
+			c->retry_after_s = s;
+	} else if (!strcasecmp(line, "retry-after") && c->retry_after_s < 0) {
+		if (isdigit((unsigned char)*v)) {
+			c->retry_after_s = strtod(v, NULL);
+		} else {
+			time_t when = curl_getdate(v, NULL);
+
+			if (when != -1) {
+				s = difftime(when, time(NULL));
+				c->retry_after_s = s > 0 ? s : 0;
+			}
+		}
+	}
+	return len;
+}
+
+static unsigned poll_events(int want)
+{
+	unsigned ev = 0;
+
+	if (want == CURL_POLL_IN || want == CURL_POLL_INOUT)
+		ev |= POLLIN;
+	if (want == CURL_POLL_OUT || want == CURL_POLL_INOUT)
+		ev |= POLLOUT;
+	return ev;
+}
+
+/* Arm (or re-arm) the poll of 's' for what curl wants now. */
+static void sock_arm(struct driver *d, struct sock *s)
+{
+	unsigned ev = poll_events(s->want);
+	int r;
+
+	if (s->dead || s->armed || !ev)
+		return;
+	r = io_polln(d->self, &s->rec, s->fd, ev, &d->ready);
+	if (r == -EAGAIN)
+		s->armed = (int)ev;
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *arg,
+		     void *sockp)
+{
+	struct driver *d = arg;
+	struct sock *s = sockp;
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			s->dead = true;
+			s->want = 0;
+			curl_multi_assign(d->multi, fd, NULL);
+			if (s->armed)
+				myriad_io_cancel(d->self,
+						 (myriad_io_t *)&s->rec);
+			else if (!s->in_ready)
+				free(s);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return -1;
+		s->d = d;
+		s->fd = fd;
+		curl_multi_assign(d->multi, fd, s);
+	}
+	s->want = what;
+	if (s->armed && s->armed != (int)poll_events(what))
+		myriad_io_cancel(d->self, (myriad_io_t *)&s->rec);
+	else if (!s->in_ready)
+		sock_arm(d, s);
+	return 0;
+}
+
+static int on_timer(CURLM *m, long ms, void *arg)
+{
+	struct driver *d = arg;
+
+	(void)m;
+	d->curl_deadline_ns =
+		ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)ms * 1000000u;
+	return 0;
+}
+
+/* ---- the driver ---- */
+
+static const char *curl_why(CURLcode rc)
+{
+	return curl_easy_strerror(rc);
+}
+
+static bool retryable(CURLcode rc, long code)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return code == 408 || code == 409 || code == 429 || code >= 500;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_OPERATION_TIMEDOUT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int final_code(CURLcode rc, struct icall *c)
+{
+	if (c->too_big)
+		return MYRIAD_INFER_ETOOBIG;
+	switch (rc) {
+	case CURLE_OK:
+		return MYRIAD_INFER_EHTTP;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	default:
+		return MYRIAD_INFER_ECONNECT;
+	}
+}
+
+/* Parse a 2xx body into the result; 0 or MYRIAD_INFER_EBODY. */
+static int parse_body(struct icall *c)
+{
+	json_error_t jerr;
+	json_t *root, *v, *u, *tm;
+	size_t i;
+
+	root = json_loadb(c->resp ? c->resp : "", c->resp_len, 0, &jerr);
+	if (!root) {
+		snprintf(c->err, sizeof(c->err), "response is not JSON: %s",
+			 jerr.text);
+		return MYRIAD_INFER_EBODY;
+	}
+	c->json = root;
+	if (c->kind == CALL_CHAT) {
+		v = json_object_get(root, "choices");
+		v = json_is_array(v) ? json_array_get(v, 0) : NULL;
+		v = v ? json_object_get(v, "message") : NULL;
+		v = v ? json_object_get(v, "content") : NULL;
+		if (!json_is_string(v)) {
+			snprintf(c->err, sizeof(c->err),
+				 "response has no choices[0].message.content");
+			return MYRIAD_INFER_EBODY;
+		}
+		c->res.content = json_string_value(v);
+		c->res.content_len = json_string_length(v);
+	} else {
+		v = json_object_get(root, "data");
+		v = json_is_array(v) ? json_array_get(v, 0) : NULL;
+		v = v ? json_object_get(v, "embedding") : NULL;
+		if (!json_is_array(v) || !json_array_size(v)) {
+			snprintf(c->err, sizeof(c->err),
+				 "response has no data[0].embedding");
+			return MYRIAD_INFER_EBODY;
+		}
+		c->emb = malloc(json_array_size(v) * sizeof(double));
+		if (!c->emb)
+			return -ENOMEM;
+		for (i = 0; i < json_array_size(v); i++) {
+			json_t *x = json_array_get(v, i);
+
+			if (!json_is_number(x)) {
+				snprintf(c->err, sizeof(c->err),
+					 "embedding[%zu] is not a number", i);
+				return MYRIAD_INFER_EBODY;
+			}
+			c->emb[i] = json_number_value(x);
+		}
+		c->res.embedding = c->emb;
+		c->res.dims = json_array_size(v);
+	}
+	u = json_object_get(root, "usage");
+	if (json_is_object(u)) {
+		if (json_is_integer(v = json_object_get(u, "prompt_tokens")))
+			c->res.prompt_tokens = json_integer_value(v);
+		if (json_is_integer(
+			    v = json_object_get(u, "completion_tokens")))
+			c->res.completion_tokens = json_integer_value(v);
+		if (json_is_integer(v = json_object_get(u, "total_tokens")))
+			c->res.total_tokens = json_integer_value(v);
+	}
+	tm = json_object_get(root, "timings");
+	if (json_is_object(tm)) {
+		if (json_is_number(v = json_object_get(tm, "queue_ms")))
+			c->res.queue_ms = json_number_value(v);
+		if (json_is_number(v = json_object_get(tm, "prompt_ms")))
+			c->res.prompt_ms = json_number_value(v);
+		if (json_is_number(v = json_object_get(tm, "predicted_ms")))
+			c->res.predicted_ms = json_number_value(v);
+	}
+	return 0;
+}
+
+static void active_del(struct driver *d, struct icall *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		d->active = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+	d->nactive--;
+}
+
+/* The transfer of 'c' left the multi: the endpoint's window frees. */
+static void transfer_end(struct driver *d, struct icall *c)
+{
+	struct endpoint *e = &d->pool->eps[c->ep];
+
+	curl_multi_remove_handle(d->multi, c->easy);
+	active_del(d, c);
+	c->drv = NULL;
+	atomic_fetch_sub_explicit(&e->inflight, 1, memory_order_relaxed);
+}
+
+/* Backoff with full jitter, at least what the server advised. */
+static void schedule_retry(struct driver *d, struct icall *c)
+{
+	struct myriad_infer *p = d->pool;
+	struct endpoint *e = &p->eps[c->ep];
+	uint64_t ceil = p->o.backoff_base_ns, delay, now = now_ns(), until;
+	unsigned i;
+
+	for (i = 1; i < c->attempts && ceil < p->o.backoff_max_ns; i++)
+		ceil *= 2;
+	if (ceil > p->o.backoff_max_ns)
+		ceil = p->o.backoff_max_ns;
+	delay = rng_next(&d->rng) % (ceil + 1);
+	if (c->retry_after_s >= 0 && (uint64_t)(c->retry_after_s * 1e9) > delay)
+		delay = (uint64_t)(c->retry_after_s * 1e9);
+	if (c->http_status == 429) {
+		/* One cooldown for the whole endpoint. */
+		until = now + delay;
+		uint64_t old = atomic_load_explicit(&e->cool_until_ns,
+						    memory_order_relaxed);
+
+		while (old < until &&
+		       !atomic_compare_exchange_weak_explicit(
+			       &e->cool_until_ns, &old, until,
+			       memory_order_relaxed, memory_order_relaxed))
+			;
+	}
+	c->not_before_ns = now + delay;
+	c->resp_len = 0;
+	c->too_big = false;
+	pthread_mutex_lock(&p->lock);
+	q_push(p, c);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
+{
+	long code = 0;
+	int why = atomic_load_explicit(&c->cancel, memory_order_acquire);
+	int r;
+
+	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
+	c->http_status = code;
+	transfer_end(d, c);
+	if (why) {
+		atomic_fetch_sub_explicit(&d->pool->ncancel, 1,
+					  memory_order_relaxed);
+		call_complete(c, why, "cancelled");
+		return;
+	}
+	if (rc == CURLE_OK && code >= 200 && code < 300) {
+		r = parse_body(c);
+		call_complete(c, r, NULL);
+		return;
+	}
+	if (!c->too_big && retryable(rc, code) &&
+	    c->attempts <= d->pool->o.max_retries) {
+		schedule_retry(d, c);
+		return;
+	}
+	if (rc == CURLE_OK)
+		snprintf(c->err, sizeof(c->err), "HTTP status %ld", code);
+	else if (c->too_big)
+		snprintf(c->err, sizeof(c->err),
+			 "response larger than %zu bytes",
+			 d->pool->o.max_response);
+	else
+		snprintf(c->err, sizeof(c->err), "%s", curl_why(rc));
+	call_complete(c, final_code(rc, c), NULL);
+}
+
+/* The endpoint for a new attempt: least outstanding / window. */
+static int pick_endpoint(struct myriad_infer *p, uint64_t now,
+			 uint64_t *cool_min)
+{
+	unsigned n = atomic_load_explicit(&p->neps, memory_order_acquire), i;
+	int best = -1;
+	double bl = 2;
+
+	for (i = 0; i < n; i++) {
+		struct endpoint *e = &p->eps[i];
+		unsigned f = atomic_load_explicit(&e->inflight,
+						  memory_order_relaxed);
+		uint64_t cu = atomic_load_explicit(&e->cool_until_ns,
+						   memory_order_relaxed);
+		double l;
+
+		if (cu > now) {
+			if (cu < *cool_min)
+				*cool_min = cu;
+			continue;
+		}
+		if (f >= e->window)
+			continue;
+		l = (double)f / e->window;
+		if (l < bl) {
+			bl = l;
+			best = (int)i;
+		}
+	}
+	return best;
+}
+
+static int transfer_start(struct driver *d, struct icall *c, int ep)
+{
+	struct myriad_infer *p = d->pool;
+	struct endpoint *e = &p->eps[ep];
+	json_t *req;
+
+	c->ep = ep;
+	free(c->body);
+	req = json_deep_copy(c->req);
+	if (!req)
+		return -ENOMEM;
+	json_object_set_new(req, "model", json_string(e->model));
+	c->body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (!c->body)
+		return -ENOMEM;
+	if (!c->easy) {
+		c->easy = curl_easy_init();
+		if (!c->easy)
+			return -ENOMEM;
+	} else {
+		curl_easy_reset(c->easy);
+	}
+	curl_easy_setopt(c->easy, CURLOPT_URL,
+			 c->kind == CALL_CHAT ? e->chat_url : e->embed_url);
+	curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, e->hdrs);
+	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
+	curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c->easy, CURLOPT_HEADERDATA, c);
+	curl_easy_setopt(c->easy, CURLOPT_PRIVATE, c);
+	curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)(p->o.connect_timeout_ns / 1000000u));
+	curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS,
+			 (long)(p->o.timeout_ns / 1000000u));
+	curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->err);
+	curl_easy_setopt(c->easy, CURLOPT_HTTP_VERSION,
+			 (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(c->easy, CURLOPT_TCP_NODELAY, 1L);
+	c->err[0] = 0;
+	c->resp_len = 0;
+	c->too_big = false;
+	c->retry_after_s = -1;
+	c->attempts++;
+	atomic_fetch_add_explicit(&e->inflight, 1, memory_order_relaxed);
+	c->drv = d;
+	c->prev = NULL;
+	c->next = d->active;
+	if (d->active)
+		d->active->prev = c;
+	d->active = c;
+	d->nactive++;
+	if (curl_multi_add_handle(d->multi, c->easy) != CURLM_OK) {
+		transfer_end(d, c);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Admit queued calls whose time has come into free windows (cancelled
+ * ones complete here). Returns the earliest time a waiting call could go.
+ */
+static uint64_t admit(struct driver *d)
+{
+	struct myriad_infer *p = d->pool;
+	uint64_t now = now_ns(), next = UINT64_MAX, cool = UINT64_MAX;
+	struct icall *c, *n;
+	int ep, r, why;
+
+	pthread_mutex_lock(&p->lock);
+	for (c = p->qhead; c; c = n) {
+		n = c->next;
+		why = atomic_load_explicit(&c->cancel, memory_order_acquire);
+		if (why ||
+		    atomic_load_explicit(&d->stop, memory_order_relaxed)) {
+			q_del(p, c);
+			pthread_mutex_unlock(&p->lock);
+			if (why)
+				atomic_fetch_sub_explicit(&p->ncancel, 1,
+							  memory_order_relaxed);
+			call_complete(c, why ? why : -ESHUTDOWN,
+				      why ? "cancelled" : "pool destroyed");
+			pthread_mutex_lock(&p->lock);
+			n = p->qhead; /* the list may have changed */
+			continue;
+		}
+		if (c->not_before_ns > now) {
+			if (c->not_before_ns < next)
+				next = c->not_before_ns;
+			continue;
+		}
+		if (!atomic_load_explicit(&p->neps, memory_order_acquire)) {
+			q_del(p, c);
+			pthread_mutex_unlock(&p->lock);
+			call_complete(c, MYRIAD_INFER_ENOENDPOINT,
+				      "the pool has no endpoint");
+			pthread_mutex_lock(&p->lock);
+			n = p->qhead;
+			continue;
+		}
+		ep = pick_endpoint(p, now, &cool);
+		if (ep < 0) {
+			if (cool != UINT64_MAX) {
+				/* Released after the cooldown, spread. */
+				c->not_before_ns =
+					cool +
+					rng_next(&d->rng) %
+						(p->o.cooldown_jitter_ns + 1);
+				if (c->not_before_ns < next)
+					next = c->not_before_ns;
+				cool = UINT64_MAX;
+				continue;
+			}
+			break; /* every window is full: wait for a slot */
+		}
+		q_del(p, c);
+		pthread_mutex_unlock(&p->lock);
+		r = transfer_start(d, c, ep);
+		if (r < 0)
+			call_complete(c, r, "could not start the transfer");
+		pthread_mutex_lock(&p->lock);
+		n = p->qhead;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return next;
+}
+
+static void cancels(struct driver *d)
+{
+	struct icall *c, *n;
+	int why;
+
+	for (c = d->active; c; c = n) {
+		n = c->next;
+		why = atomic_load_explicit(&c->cancel, memory_order_acquire);
+		if (!why &&
+		    !atomic_load_explicit(&d->stop, memory_order_relaxed))
+			continue;
+		transfer_end(d, c);
+		if (why)
+			atomic_fetch_sub_explicit(&d->pool->ncancel, 1,
+						  memory_order_relaxed);
+		call_complete(c, why ? why : -ESHUTDOWN,
+			      why ? "cancelled" : "pool destroyed");
+	}
+}
+
+static void drain_curl(struct driver *d)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(d->multi, &left))) {
+		struct icall *c = NULL;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &c);
+		if (c)
+			transfer_done(d, c, m->data.result);
+	}
+}
+
+static int driver_step(myriad_task_t *self, void *state)
+{
+	struct driver *d = *(struct driver **)state;
+	struct io_op *r, *nr;
+	uint64_t wake, next;
+	int running, rc, guard;
+
+	d->self = self;
+	for (guard = 0; guard < 64; guard++) {
+		/* Sockets that are ready (or whose poll ended). */
+		r = atomic_exchange_explicit(&d->ready, NULL,
+					     memory_order_acquire);
+		for (; r; r = nr) {
+			struct sock *s = (struct sock *)r;
+			int ev, flags = 0;
+
+			nr = r->u.ntf.snext;
+			ev = io_polln(self, &s->rec, s->fd, 0, &d->ready);
+			s->armed = 0;
+			if (s->dead) {
+				free(s);
+				continue;
+			}
+			if (ev > 0) {
+				if (ev & (POLLIN | POLLHUP))
+					flags |= CURL_CSELECT_IN;
+				if (ev & POLLOUT)
+					flags |= CURL_CSELECT_OUT;
+				if (ev & POLLERR)
+					flags |= CURL_CSELECT_ERR;
+				s->in_ready = true;
+				curl_multi_socket_action(d->multi, s->fd, flags,
+							 &running);
+				s->in_ready = false;
+				if (s->dead) {
+					free(s);
+					continue;
+				}
+			}
+			sock_arm(d, s); /* one-shot: again for what is wanted */
+		}
+		if (atomic_load_explicit(&d->pool->ncancel,
+					 memory_order_acquire) ||
+		    atomic_load_explicit(&d->stop, memory_order_relaxed))
+			cancels(d);
+		if (d->curl_deadline_ns <= now_ns()) {
+			d->curl_deadline_ns = UINT64_MAX;
+			curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT,
+						 0, &running);
+		}
+		drain_curl(d);
+		next = admit(d);
+		drain_curl(d);
+		if (atomic_load_explicit(&d->stop, memory_order_relaxed) &&
+		    !d->active) {
+			myriad_timer_cancel(self, &d->tm);
+			return MYRIAD_DONE; /* polls in flight end first */
+		}
+		wake = d->curl_deadline_ns < next ? d->curl_deadline_ns : next;
+		if (atomic_load_explicit(&d->ready, memory_order_acquire))
+			continue;
+		if (wake == UINT64_MAX) {
+			myriad_timer_cancel(self, &d->tm);
+			return MYRIAD_PENDING;
+		}
+		myriad_timer_cancel(self, &d->tm);
+		rc = myriad_sleep_until(self, &d->tm, wake);
+		if (rc == -EAGAIN)
+			return MYRIAD_PENDING;
+		if (rc < 0 && rc != -EAGAIN && rc != 0)
+			return MYRIAD_PENDING;
+	}
+	return MYRIAD_YIELD;
+}
+
+/* ---- the public API ---- */
+
+/* curl_global_init is not thread-safe in this libcurl: once. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+myriad_infer_t *myriad_infer_create(myriad_rt_t *rt,
+				    const struct myriad_infer_opts *opts,
+				    int *err)
+{
+	struct myriad_infer *p = NULL;
+	unsigned i;
+	int r = 0;
+
+	if (!rt || (opts && opts->sz < sizeof(size_t))) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (cur_worker()) {
+		r = -EDEADLK;
+		goto out;
+	}
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK) {
+		r = -EIO;
+		goto out;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	p->rt = rt;
+	if (opts)
+		memcpy(&p->o, opts,
+		       opts->sz < sizeof(p->o) ? opts->sz : sizeof(p->o));
+	p->o.sz = sizeof(p->o);
+	if (!p->o.connect_timeout_ns)
+		p->o.connect_timeout_ns = 10000000000ull;
+	if (!p->o.timeout_ns)
+		p->o.timeout_ns = 300000000000ull;
+	if (!p->o.max_retries)
+		p->o.max_retries = 4;
+	if (!p->o.backoff_base_ns)
+		p->o.backoff_base_ns = 100000000ull;
+	if (!p->o.backoff_max_ns)
+		p->o.backoff_max_ns = 10000000000ull;
+	if (!p->o.max_response)
+		p->o.max_response = 8u << 20;
+	if (!p->o.cooldown_jitter_ns)
+		p->o.cooldown_jitter_ns = 100000000ull;
+	p->ndrv = p->o.drivers ? p->o.drivers : (unsigned)myriad_rt_workers(rt);
+	if (p->ndrv > 64)
+		p->ndrv = 64;
+	pthread_mutex_init(&p->lock, NULL);
+	p->eps_cap = 64;
+	p->eps = calloc(p->eps_cap, sizeof(*p->eps));
+	p->drv = calloc(p->ndrv, sizeof(*p->drv));
+	if (!p->eps || !p->drv) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < p->ndrv; i++) {
+		struct driver *d = &p->drv[i];
+
+		d->pool = p;
+		d->curl_deadline_ns = UINT64_MAX;
+		d->rng = 0x9E3779B97F4A7C15ull * (i + 1) ^ now_ns();
+		d->multi = curl_multi_init();
+		if (!d->multi) {
+			r = -EIO;
+			goto fail;
+		}
+		curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+		curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
+		curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+		curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
+		curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+		curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, 4096L);
+	}
+	for (i = 0; i < p->ndrv; i++) {
+		struct driver *d = &p->drv[i];
+
+		r = myriad_rt_spawn(rt, driver_step, &d, sizeof(d), &d->handle);
+		if (r < 0)
+			goto fail_spawned;
+		d->waker.rt = rt;
+		d->waker.task = d->handle;
+	}
+	return p;
+
+fail_spawned:
+	while (i-- > 0) {
+		atomic_store(&p->drv[i].stop, true);
+		myriad_waker_wake(p->drv[i].waker);
+		myriad_handle_join(p->drv[i].handle, NULL, -1);
+		myriad_handle_release(p->drv[i].handle);
+	}
+fail:
+	if (p->drv)
+		for (i = 0; i < p->ndrv; i++)
+			if (p->drv[i].multi)
+				curl_multi_cleanup(p->drv[i].multi);
+	free(p->drv);
+	free(p->eps);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	p = NULL;
+out:
+	if (err)
+		*err = r;
+	return r ? NULL : p;
+}
+
+int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
+{
+	struct endpoint *e;
+	const char *key = NULL;
+	char *auth = NULL;
+	size_t n;
+	int idx;
+
+	if (!p || !ep ||
+	    ep->sz < offsetof(struct myriad_infer_endpoint, window) +
+			     sizeof(ep->window) ||
+	    !ep->base_url || !ep->model || ep->window > 65535 ||
+	    (strncmp(ep->base_url, "http://", 7) &&
+	     strncmp(ep->base_url, "https://", 8)))
+		return -EINVAL;
+	if (ep->api_key_env) {
+		key = getenv(ep->api_key_env);
+		if (!key)
+			return -ENOKEY;
+	}
+	pthread_mutex_lock(&p->lock);
+	idx = (int)atomic_load(&p->neps);
+	if ((unsigned)idx == p->eps_cap) {
+		pthread_mutex_unlock(&p->lock);
+		return -ENOSPC;
+	}
+	e = &p->eps[idx];
+	n = strlen(ep->base_url);
+	while (n && ep->base_url[n - 1] == '/')
+		n--;
+	e->chat_url = malloc(n + 32);
+	e->embed_url = malloc(n + 32);
+	e->model = strdup(ep->model);
+	if (key && asprintf(&auth, "Authorization: Bearer %s", key) < 0)
+		auth = NULL;
+	if (!e->chat_url || !e->embed_url || !e->model || (key && !auth)) {
+		free(e->chat_url);
+		free(e->embed_url);
+		free(e->model);
+		free(auth);
+		memset(e, 0, sizeof(*e));
+		pthread_mutex_unlock(&p->lock);
+		return -ENOMEM;
+	}
+	snprintf(e->chat_url, n + 32, "%.*s/v1/chat/completions", (int)n,
+		 ep->base_url);
+	snprintf(e->embed_url, n + 32, "%.*s/v1/embeddings", (int)n,
+		 ep->base_url);
+	e->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	e->hdrs = curl_slist_append(e->hdrs, "Expect:");
+	if (auth)
+		e->hdrs = curl_slist_append(e->hdrs, auth);
+	free(auth);
+	e->window = ep->window ? ep->window : 64;
+	atomic_init(&e->inflight, 0);
+	atomic_init(&e->cool_until_ns, 0);
+	atomic_store_explicit(&p->neps, (unsigned)idx + 1,
+			      memory_order_release);
+	pthread_mutex_unlock(&p->lock);
+	/* Calls that waited for an endpoint may go now. */
+	for (n = 0; n < p->ndrv; n++)
+		myriad_waker_wake(p->drv[n].waker);
+	return idx;
+}
+
+int myriad_infer_destroy(myriad_infer_t *p)
+{
+	unsigned i;
+
+	if (!p)
+		return -EINVAL;
+	if (cur_worker())
+		return -EDEADLK;
+	for (i = 0; i < p->ndrv; i++) {
+		atomic_store(&p->drv[i].stop, true);
+		myriad_waker_wake(p->drv[i].waker);
+	}
+	for (i = 0; i < p->ndrv; i++) {
+		/* A stopped runtime returns -ESHUTDOWN: nothing runs then. */
+		myriad_handle_join(p->drv[i].handle, NULL, -1);
+		myriad_handle_release(p->drv[i].handle);
+		curl_multi_cleanup(p->drv[i].multi);
+	}
+	for (i = 0; i < atomic_load(&p->neps); i++) {
+		free(p->eps[i].chat_url);
+		free(p->eps[i].embed_url);
+		free(p->eps[i].model);
+		curl_slist_free_all(p->eps[i].hdrs);
+	}
+	free(p->eps);
+	free(p->drv);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	return 0;
+}
+
+static int call_start(myriad_task_t *self, myriad_infer_t *p,
+		      myriad_infer_call_t *call, int kind, json_t *req)
+{
+	struct worker *w = cur_worker();
+	struct io_op *op = (struct io_op *)call;
+	struct icall *c;
+	int r = io_op_enter(w, self, op, IOK_INFER);
+
+	if (r == 0) {
+		json_decref(req);
+		return io_op_result(self, op);
+	}
+	if (r != 1) {
+		json_decref(req);
+		return r;
+	}
+	if (!p || !req)
+		return req ? (json_decref(req), -EINVAL) : -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		json_decref(req);
+		return -ENOMEM;
+	}
+	c->pool = p;
+	c->kind = kind;
+	c->req = req;
+	c->task = self;
+	c->op = op;
+	c->ep = -1;
+	c->retry_after_s = -1;
+	c->res.prompt_tokens = c->res.completion_tokens = c->res.total_tokens =
+		-1;
+	c->res.queue_ms = c->res.prompt_ms = c->res.predicted_ms = -1;
+	c->res.endpoint = -1;
+	c->res.error = c->err;
+	io_ext_start(w, self, op, IOK_INFER);
+	op->u.inf.c = c;
+	pthread_mutex_lock(&p->lock);
+	q_push(p, c);
+	pthread_mutex_unlock(&p->lock);
+	wake_driver(p, &p->drv[w->idx % p->ndrv]);
+	return -EAGAIN;
+}
+
+int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
+		      myriad_infer_call_t *call, const char *messages_json,
+		      const char *extra_json)
+{
+	struct io_op *op = (struct io_op *)call;
+	json_t *req, *m, *x;
+	json_error_t jerr;
+
+	if (!call)
+		return -EINVAL;
+	/* In flight or done: no new request is built. */
+	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
+		return call_start(self, p, call, CALL_CHAT, NULL);
+	if (!messages_json)
+		return -EINVAL;
+	m = json_loads(messages_json, 0, &jerr);
+	if (!json_is_array(m)) {
+		json_decref(m);
+		return -EINVAL;
+	}
+	req = json_object();
+	if (!req) {
+		json_decref(m);
+		return -ENOMEM;
+	}
+	json_object_set_new(req, "messages", m);
+	if (extra_json) {
+		x = json_loads(extra_json, 0, &jerr);
+		if (!json_is_object(x)) {
+			json_decref(x);
+			json_decref(req);
+			return -EINVAL;
+		}
+		json_object_update(req, x);
+		json_decref(x);
+	}
+	return call_start(self, p, call, CALL_CHAT, req);
+}
+
+int myriad_infer_embed(myriad_task_t *self, myriad_infer_t *p,
+		       myriad_infer_call_t *call, const char *input)
+{
+	struct io_op *op = (struct io_op *)call;
+	json_t *req;
+
+	if (!call)
+		return -EINVAL;
+	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
+		return call_start(self, p, call, CALL_EMBED, NULL);
+	if (!input)
+		return -EINVAL;
+	req = json_pack("{s:s}", "input", input);
+	if (!req)
+		return -ENOMEM;
+	return call_start(self, p, call, CALL_EMBED, req);
+}
+
+const struct myriad_infer_result *
+myriad_infer_result(const myriad_infer_call_t *call)
+{
+	const struct io_op *op = (const struct io_op *)call;
+
+	if (!op || op->kind != IOK_INFER || !op->u.inf.c ||
+	    (atomic_load_explicit(&op->st, memory_order_acquire) & 3u) == 1)
+		return NULL;
+	return &op->u.inf.c->res;
+}
+
+int myriad_infer_release(myriad_task_t *self, myriad_infer_call_t *call)
+{
+	struct worker *w = cur_worker();
+	struct io_op *op = (struct io_op *)call;
+
+	if (!self || !op || !w || w->current != self)
+		return -EINVAL;
+	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
+		return -EBUSY;
+	io_op_drop(w->rt, op);
+	return 0;
+}
