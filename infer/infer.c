@@ -64,6 +64,7 @@ struct icall {
 	bool too_big;
 	double retry_after_s; /* from the last response, -1 if none */
 	long http_status;
+	long http_status_now; /* of the response being received */
 	unsigned attempts;
 	uint64_t not_before_ns;
 	_Atomic int cancel; /* 0, or the reason (-ECANCELED, -ETIME) */
@@ -72,6 +73,12 @@ struct icall {
 	json_t *json; /* the parsed response: owns the strings */
 	double *emb;
 	struct myriad_infer_result res;
+	/* Streaming: content so far, appended by the driver, read by the
+	 * task, under slock; 'sparsed' is how much of 'resp' is parsed. */
+	bool stream, sdone;
+	struct spin slock;
+	char *sbuf;
+	size_t slen, scap, sread, sparsed;
 	char err[CURL_ERROR_SIZE + 96];
 };
 
@@ -209,6 +216,7 @@ void infer_drop(struct io_op *op)
 	if (c->json)
 		json_decref(c->json);
 	free(c->emb);
+	free(c->sbuf);
 	free(c);
 }
 
@@ -230,6 +238,108 @@ void infer_cancel(struct io_op *op)
 }
 
 /* ---- curl callbacks ---- */
+
+/* Append streamed content for the task (under its lock); false: no memory
+ * or over the bound. */
+static bool stream_append(struct icall *c, const char *t, size_t n)
+{
+	size_t cap;
+	char *b;
+	bool ok = true;
+
+	spin_lock(&c->slock);
+	if (c->slen + n > c->pool->o.max_response) {
+		c->too_big = true;
+		ok = false;
+	} else if (c->slen + n + 1 > c->scap) {
+		cap = c->scap ? c->scap : 1024;
+		while (cap < c->slen + n + 1)
+			cap *= 2;
+		b = realloc(c->sbuf, cap);
+		if (!b) {
+			ok = false;
+		} else {
+			c->sbuf = b;
+			c->scap = cap;
+		}
+	}
+	if (ok) {
+		memcpy(c->sbuf + c->slen, t, n);
+		c->slen += n;
+		c->sbuf[c->slen] = 0;
+	}
+	spin_unlock(&c->slock);
+	return ok;
+}
+
+/*
+ * Server-sent events: each complete "data: {...}" line is a
+ * chat.completion.chunk whose choices[0].delta.content goes to the task
+ * (which is woken); "data: [DONE]" ends the stream. Returns false to
+ * stop the transfer.
+ */
+static bool sse_parse(struct icall *c)
+{
+	char *line, *nl, *d;
+	bool woke = false, ok = true;
+	json_t *j, *v, *u;
+	json_error_t jerr;
+
+	while (ok && (nl = memchr(c->resp + c->sparsed, '\n',
+				  c->resp_len - c->sparsed))) {
+		line = c->resp + c->sparsed;
+		c->sparsed = (size_t)(nl - c->resp) + 1;
+		*nl = 0;
+		if (nl > line && nl[-1] == '\r')
+			nl[-1] = 0;
+		if (strncmp(line, "data:", 5))
+			continue; /* blank lines, comments, other fields */
+		d = line + 5;
+		while (*d == ' ')
+			d++;
+		if (!strcmp(d, "[DONE]")) {
+			c->sdone = true;
+			continue;
+		}
+		j = json_loads(d, 0, &jerr);
+		if (!j) {
+			snprintf(c->err, sizeof(c->err),
+				 "stream event is not JSON: %s", jerr.text);
+			c->sdone = false;
+			return false;
+		}
+		v = json_object_get(j, "choices");
+		v = json_is_array(v) ? json_array_get(v, 0) : NULL;
+		v = v ? json_object_get(v, "delta") : NULL;
+		v = v ? json_object_get(v, "content") : NULL;
+		if (json_is_string(v) && json_string_length(v)) {
+			ok = stream_append(c, json_string_value(v),
+					   json_string_length(v));
+			woke = true;
+		}
+		u = json_object_get(j, "usage");
+		if (json_is_object(u)) {
+			if (json_is_integer(
+				    v = json_object_get(u, "prompt_tokens")))
+				c->res.prompt_tokens = json_integer_value(v);
+			if (json_is_integer(v = json_object_get(
+						    u, "completion_tokens")))
+				c->res.completion_tokens =
+					json_integer_value(v);
+			if (json_is_integer(
+				    v = json_object_get(u, "total_tokens")))
+				c->res.total_tokens = json_integer_value(v);
+		}
+		json_decref(j);
+	}
+	/* Keep only the partial line: memory bounded by a line. */
+	memmove(c->resp, c->resp + c->sparsed, c->resp_len - c->sparsed);
+	c->resp_len -= c->sparsed;
+	c->sparsed = 0;
+	if (woke)
+		task_op_wake(cur_worker(), c->task);
+	return ok;
+}
 
 static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
 {
@@ -254,6 +364,9 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
 	memcpy(c->resp + c->resp_len, ptr, len);
 	c->resp_len += len;
 	c->resp[c->resp_len] = 0;
+	if (c->stream && c->http_status_now >= 200 &&
+	    c->http_status_now < 300 && !sse_parse(c))
+		return 0;
 	return len;
 }
 
@@ -270,7 +383,10 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *arg)
 	memcpy(line, ptr, len);
 	line[len] = 0;
 	if (!strncasecmp(line, "HTTP/", 5)) {
+		const char *sp = strchr(line, ' ');
+
 		c->retry_after_s = -1; /* a new response */
+		c->http_status_now = sp ? strtol(sp + 1, NULL, 10) : 0;
 		return len;
 	}
 	v = strchr(line, ':');
@@ -555,11 +671,21 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		return;
 	}
 	if (rc == CURLE_OK && code >= 200 && code < 300) {
+		if (c->stream) {
+			/* Content came through sbuf; stable from now on. */
+			c->res.content = c->sbuf ? c->sbuf : "";
+			c->res.content_len = c->slen;
+			call_complete(c, c->sdone ? 0 : MYRIAD_INFER_EBODY,
+				      c->sdone ? NULL
+					       : "stream ended without [DONE]");
+			return;
+		}
 		r = parse_body(c);
 		call_complete(c, r, NULL);
 		return;
 	}
-	if (!c->too_big && retryable(rc, code) &&
+	/* A stream that delivered content cannot be replayed. */
+	if (!c->too_big && retryable(rc, code) && !c->slen &&
 	    c->attempts <= d->pool->o.max_retries) {
 		schedule_retry(d, c);
 		return;
@@ -650,6 +776,8 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 	curl_easy_setopt(c->easy, CURLOPT_TCP_NODELAY, 1L);
 	c->err[0] = 0;
 	c->resp_len = 0;
+	c->sparsed = 0;
+	c->http_status_now = 0;
 	c->too_big = false;
 	c->retry_after_s = -1;
 	c->attempts++;
@@ -1064,7 +1192,8 @@ int myriad_infer_destroy(myriad_infer_t *p)
 }
 
 static int call_start(myriad_task_t *self, myriad_infer_t *p,
-		      myriad_infer_call_t *call, int kind, json_t *req)
+		      myriad_infer_call_t *call, int kind, json_t *req,
+		      bool stream)
 {
 	struct worker *w = cur_worker();
 	struct io_op *op = (struct io_op *)call;
@@ -1098,6 +1227,8 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	c->res.queue_ms = c->res.prompt_ms = c->res.predicted_ms = -1;
 	c->res.endpoint = -1;
 	c->res.error = c->err;
+	c->stream = stream;
+	atomic_init(&c->slock.v, 0);
 	io_ext_start(w, self, op, IOK_INFER);
 	op->u.inf.c = c;
 	pthread_mutex_lock(&p->lock);
@@ -1107,9 +1238,9 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	return -EAGAIN;
 }
 
-int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
+static int chat_start(myriad_task_t *self, myriad_infer_t *p,
 		      myriad_infer_call_t *call, const char *messages_json,
-		      const char *extra_json)
+		      const char *extra_json, bool stream)
 {
 	struct io_op *op = (struct io_op *)call;
 	json_t *req, *m, *x;
@@ -1119,7 +1250,7 @@ int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
 		return -EINVAL;
 	/* In flight or done: no new request is built. */
 	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
-		return call_start(self, p, call, CALL_CHAT, NULL);
+		return call_start(self, p, call, CALL_CHAT, NULL, false);
 	if (!messages_json)
 		return -EINVAL;
 	m = json_loads(messages_json, 0, &jerr);
@@ -1143,7 +1274,59 @@ int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
 		json_object_update(req, x);
 		json_decref(x);
 	}
-	return call_start(self, p, call, CALL_CHAT, req);
+	json_object_set_new(req, "stream", json_boolean(stream));
+	return call_start(self, p, call, CALL_CHAT, req, stream);
+}
+
+int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
+		      myriad_infer_call_t *call, const char *messages_json,
+		      const char *extra_json)
+{
+	return chat_start(self, p, call, messages_json, extra_json, false);
+}
+
+int myriad_infer_chat_stream(myriad_task_t *self, myriad_infer_t *p,
+			     myriad_infer_call_t *call,
+			     const char *messages_json, const char *extra_json)
+{
+	return chat_start(self, p, call, messages_json, extra_json, true);
+}
+
+int myriad_infer_stream_read(myriad_task_t *self, myriad_infer_call_t *call,
+			     char *buf, size_t cap)
+{
+	struct worker *w = cur_worker();
+	struct io_op *op = (struct io_op *)call;
+	struct icall *c;
+	size_t n = 0;
+	uint32_t st;
+	int r;
+
+	if (!self || !op || !w || w->current != self || !buf || !cap ||
+	    cap > INT32_MAX || op->kind != IOK_INFER || !(c = op->u.inf.c) ||
+	    !c->stream)
+		return -EINVAL;
+	for (;;) {
+		/* Acquire: when DONE is seen, every append before it is. */
+		st = atomic_load_explicit(&op->st, memory_order_acquire) & 3u;
+		spin_lock(&c->slock);
+		if (c->slen > c->sread) {
+			n = c->slen - c->sread;
+			if (n > cap)
+				n = cap;
+			memcpy(buf, c->sbuf + c->sread, n);
+			c->sread += n;
+		}
+		spin_unlock(&c->slock);
+		if (n)
+			return (int)n;
+		if (st == 1)
+			return -EAGAIN;
+		if (st == 0)
+			return 0; /* finished and read */
+		r = io_op_result(self, op);
+		return r;
+	}
 }
 
 int myriad_infer_embed(myriad_task_t *self, myriad_infer_t *p,
@@ -1155,13 +1338,13 @@ int myriad_infer_embed(myriad_task_t *self, myriad_infer_t *p,
 	if (!call)
 		return -EINVAL;
 	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
-		return call_start(self, p, call, CALL_EMBED, NULL);
+		return call_start(self, p, call, CALL_EMBED, NULL, false);
 	if (!input)
 		return -EINVAL;
 	req = json_pack("{s:s}", "input", input);
 	if (!req)
 		return -ENOMEM;
-	return call_start(self, p, call, CALL_EMBED, req);
+	return call_start(self, p, call, CALL_EMBED, req, false);
 }
 
 const struct myriad_infer_result *

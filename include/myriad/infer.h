@@ -123,6 +123,31 @@ MYRIAD_API int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
 				 const char *messages_json,
 				 const char *extra_json);
 
+/*
+ * Streaming chat ("stream": true, server-sent events): started like
+ * myriad_infer_chat() (-EAGAIN), then read the content as it arrives with
+ * myriad_infer_stream_read(); the task is woken for each chunk. To stop
+ * early, myriad_io_cancel() the call: the transfer is removed and its
+ * connection closed, so the server stops generating. A stream that has
+ * delivered content is not retried.
+ */
+MYRIAD_API int myriad_infer_chat_stream(myriad_task_t *self, myriad_infer_t *p,
+					myriad_infer_call_t *call,
+					const char *messages_json,
+					const char *extra_json);
+
+/*
+ * Copy up to 'cap' bytes of content not yet read into 'buf': returns the
+ * count (> 0), -EAGAIN when nothing new has come yet (return
+ * MYRIAD_PENDING), 0 when the stream has ended and all of it was read (the
+ * whole content and the usage are then in myriad_infer_result()), or the
+ * call's error as myriad_infer_chat() returns it. -EINVAL if 'call' is not
+ * a streaming call.
+ */
+MYRIAD_API int myriad_infer_stream_read(myriad_task_t *self,
+					myriad_infer_call_t *call, char *buf,
+					size_t cap);
+
 /* Embeddings of 'input' (one string); as myriad_infer_chat(). */
 MYRIAD_API int myriad_infer_embed(myriad_task_t *self, myriad_infer_t *p,
 				  myriad_infer_call_t *call, const char *input);
