@@ -38,6 +38,7 @@
 #include <myriad/infer.h>
 
 #include "io/io.h"
+#include "sched/probes.h"
 
 enum { CALL_CHAT, CALL_EMBED };
 
@@ -199,6 +200,7 @@ static void call_complete(struct icall *c, int rc, const char *why)
 	c->res.http_status = (int)c->http_status;
 	c->res.attempts = c->attempts;
 	c->res.endpoint = c->ep;
+	PROBE3(offload_end, c, rc, c->http_status);
 	call_free_transfer(c);
 	io_ext_complete(cur_worker(), c->op, rc);
 }
@@ -781,6 +783,7 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 	c->too_big = false;
 	c->retry_after_s = -1;
 	c->attempts++;
+	PROBE3(offload_start, c, ep, c->attempts);
 	atomic_fetch_add_explicit(&e->inflight, 1, memory_order_relaxed);
 	c->drv = d;
 	c->prev = NULL;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
+#include "sched/probes.h"
 
 /*
  * Why a completion is delivered exactly once and never touches freed
@@ -315,6 +316,7 @@ static void complete_one(struct worker *w, struct io_op *op, uint32_t add)
 		&op->st, &s, ns, memory_order_acq_rel, memory_order_relaxed));
 	if ((ns & OP_PHASE) == OP_DONE) {
 		w->io_inflight--;
+		PROBE3(io_complete, (int)w->idx, op, op->res);
 		if (op->kind == IOK_POLLN)
 			ntf_push(op);
 		task_op_done(w, t);
@@ -756,6 +758,7 @@ static void op_start(struct worker *w, myriad_task_t *self, struct io_op *op,
 				  memory_order_relaxed);
 	w->io_inflight++;
 	CTR_INC(w, MYRIAD_CTR_IO_OPS);
+	PROBE3(io_submit, (int)w->idx, op, kind);
 }
 
 /* After the caller's prep: name the record, link the deadline. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sched.h"
+#include "probes.h"
 #include "io/io.h"
 
 /*
@@ -264,6 +265,7 @@ static void park_common(struct worker *w, bool look)
 
 	/* Step 5: returns at once if a wake is already in the ring. */
 	CTR_INC(w, MYRIAD_CTR_PARKS);
+	PROBE1(park, (int)w->idx);
 	io_timers_arm(w); /* due timers wake us through the ring too */
 	io_uring_submit_and_wait(&w->uring, 1);
 	w->io_queued = 0;
@@ -271,6 +273,7 @@ static void park_common(struct worker *w, bool look)
 	park_reap(w);
 	io_timers_poll(w);
 
+	PROBE1(wake, (int)w->idx);
 	/* Step 6. */
 	if (!idle_unpark_self(rt, w)) {
 		w->searching = true;

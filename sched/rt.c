@@ -15,6 +15,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include "sched.h"
+#include "probes.h"
 #include "futex.h"
 #include "io/io.h"
 
@@ -585,6 +586,7 @@ int myriad_rt_spawn(myriad_rt_t *rt, myriad_step_fn fn, const void *init,
 					  memory_order_relaxed);
 		*handle = t;
 	}
+	PROBE3(spawn, w ? (int)w->idx : -1, t, fn);
 	if (w) {
 		CTR_INC(w, MYRIAD_CTR_SPAWNED);
 		task_schedule_spawned(rt, w, t);

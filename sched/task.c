@@ -9,6 +9,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include "sched.h"
+#include "probes.h"
 #include "futex.h"
 #include "io/io.h"
 
@@ -356,7 +357,9 @@ void task_run(struct worker *w, struct myriad_task *t)
 	} else {
 		w->current = t;
 		w->budget = 128;
+		PROBE3(run, (int)w->idx, t, t->step);
 		r = t->step(t, task_state(t));
+		PROBE3(run_done, (int)w->idx, t, r);
 		w->current = NULL;
 	}
 	pend = (uint64_t)w->join_pending * TS_JOIN_ONE;
@@ -496,6 +499,7 @@ myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
 		self->children = t;
 	}
 	CTR_INC(w, MYRIAD_CTR_SPAWNED);
+	PROBE3(spawn, (int)w->idx, t, fn);
 	task_schedule_spawned(rt, w, t);
 	if (err)
 		*err = 0;

@@ -10,6 +10,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include "sched.h"
+#include "probes.h"
 #include "io/io.h"
 
 /* Poll the inject queue at least this often, so that it cannot starve. */
@@ -172,6 +173,7 @@ static struct myriad_task *worker_search(struct worker *w)
 	}
 	if (t) {
 		CTR_ADD(w, MYRIAD_CTR_STOLEN, 1 + lq_len(w));
+		PROBE3(steal, (int)w->idx, v, 1 + lq_len(w));
 	} else {
 		for (a = 0; a < n && !t; a++)
 			if (a != w->idx)
