@@ -86,6 +86,7 @@ struct icall {
 struct sock {
 	struct io_op rec; /* first: the poll's record */
 	struct driver *d;
+	struct sock *anext, *aprev; /* every sock of the driver */
 	curl_socket_t fd;
 	int want;  /* CURL_POLL_* */
 	int armed; /* poll events in flight, 0 if none */
@@ -100,6 +101,7 @@ struct driver {
 	myriad_waker_t waker;
 	CURLM *multi;
 	_Atomic(struct io_op *) ready; /* finished polls */
+	struct sock *socks;	       /* all, freed at the end */
 	struct icall *active;	       /* transfers in this multi */
 	unsigned nactive;
 	uint64_t curl_deadline_ns; /* UINT64_MAX: none */
@@ -440,6 +442,34 @@ static void sock_arm(struct driver *d, struct sock *s)
 		s->armed = (int)ev;
 }
 
+static struct sock *sock_new(struct driver *d, curl_socket_t fd)
+{
+	struct sock *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->d = d;
+	s->fd = fd;
+	s->anext = d->socks;
+	if (d->socks)
+		d->socks->aprev = s;
+	d->socks = s;
+	return s;
+}
+
+static void sock_free(struct sock *s)
+{
+	struct driver *d = s->d;
+
+	if (s->aprev)
+		s->aprev->anext = s->anext;
+	else
+		d->socks = s->anext;
+	if (s->anext)
+		s->anext->aprev = s->aprev;
+	free(s);
+}
+
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *arg,
 		     void *sockp)
 {
@@ -456,16 +486,14 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *arg,
 				myriad_io_cancel(d->self,
 						 (myriad_io_t *)&s->rec);
 			else if (!s->in_ready)
-				free(s);
+				sock_free(s);
 		}
 		return 0;
 	}
 	if (!s) {
-		s = calloc(1, sizeof(*s));
+		s = sock_new(d, fd);
 		if (!s)
 			return -1;
-		s->d = d;
-		s->fd = fd;
 		curl_multi_assign(d->multi, fd, s);
 	}
 	s->want = what;
@@ -924,7 +952,7 @@ static int driver_step(myriad_task_t *self, void *state)
 			ev = io_polln(self, &s->rec, s->fd, 0, &d->ready);
 			s->armed = 0;
 			if (s->dead) {
-				free(s);
+				sock_free(s);
 				continue;
 			}
 			if (ev > 0) {
@@ -939,7 +967,7 @@ static int driver_step(myriad_task_t *self, void *state)
 							 &running);
 				s->in_ready = false;
 				if (s->dead) {
-					free(s);
+					sock_free(s);
 					continue;
 				}
 			}
@@ -1180,6 +1208,9 @@ int myriad_infer_destroy(myriad_infer_t *p)
 		myriad_handle_join(p->drv[i].handle, NULL, -1);
 		myriad_handle_release(p->drv[i].handle);
 		curl_multi_cleanup(p->drv[i].multi);
+		/* The driver and its polls are done: no record is in use. */
+		while (p->drv[i].socks)
+			sock_free(p->drv[i].socks);
 	}
 	for (i = 0; i < atomic_load(&p->neps); i++) {
 		free(p->eps[i].chat_url);
