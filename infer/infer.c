@@ -68,8 +68,9 @@ struct icall {
 	long http_status_now; /* of the response being received */
 	unsigned attempts;
 	uint64_t not_before_ns;
-	_Atomic int cancel; /* 0, or the reason (-ECANCELED, -ETIME) */
-	struct icall *next; /* the queue, or the driver's list */
+	uint64_t deadline_ns; /* the whole call's, retries included; 0 */
+	_Atomic int cancel;   /* 0, or the reason (-ECANCELED, -ETIME) */
+	struct icall *next;   /* the queue, or the driver's list */
 	struct icall *prev;
 	json_t *json; /* the parsed response: owns the strings */
 	double *emb;
@@ -677,6 +678,10 @@ static void schedule_retry(struct driver *d, struct icall *c)
 			       memory_order_relaxed, memory_order_relaxed))
 			;
 	}
+	if (c->deadline_ns && now + delay >= c->deadline_ns) {
+		call_complete(c, -ETIME, "deadline passed before a retry");
+		return;
+	}
 	c->not_before_ns = now + delay;
 	c->resp_len = 0;
 	c->too_big = false;
@@ -718,6 +723,11 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 	if (!c->too_big && retryable(rc, code) && !c->slen &&
 	    c->attempts <= d->pool->o.max_retries) {
 		schedule_retry(d, c);
+		return;
+	}
+	if (rc == CURLE_OPERATION_TIMEDOUT && c->deadline_ns &&
+	    now_ns() + 1000000u >= c->deadline_ns) {
+		call_complete(c, -ETIME, "deadline passed");
 		return;
 	}
 	if (rc == CURLE_OK)
@@ -767,6 +777,7 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 {
 	struct myriad_infer *p = d->pool;
 	struct endpoint *e = &p->eps[ep];
+	uint64_t tmo;
 	json_t *req;
 
 	c->ep = ep;
@@ -798,8 +809,17 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 	curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(p->o.connect_timeout_ns / 1000000u));
+	tmo = p->o.timeout_ns;
+	if (c->deadline_ns) {
+		uint64_t now = now_ns();
+
+		if (now >= c->deadline_ns)
+			return -ETIME;
+		if (c->deadline_ns - now < tmo)
+			tmo = c->deadline_ns - now;
+	}
 	curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS,
-			 (long)(p->o.timeout_ns / 1000000u));
+			 (long)((tmo + 999999u) / 1000000u));
 	curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->err);
 	curl_easy_setopt(c->easy, CURLOPT_HTTP_VERSION,
 			 (long)CURL_HTTP_VERSION_2TLS);
@@ -888,7 +908,10 @@ static uint64_t admit(struct driver *d)
 		pthread_mutex_unlock(&p->lock);
 		r = transfer_start(d, c, ep);
 		if (r < 0)
-			call_complete(c, r, "could not start the transfer");
+			call_complete(c, r,
+				      r == -ETIME
+					      ? "deadline passed in the queue"
+					      : "could not start the transfer");
 		pthread_mutex_lock(&p->lock);
 		n = p->qhead;
 	}
@@ -1249,6 +1272,7 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 		json_decref(req);
 		return -ENOMEM;
 	}
+	c->deadline_ns = io_op_take_deadline(op);
 	c->pool = p;
 	c->kind = kind;
 	c->req = req;

@@ -123,6 +123,8 @@ void io_ext_complete(struct worker *w, struct io_op *op, int32_t res);
 /* A poll whose completion pushes the record on '*stack', then wakes. */
 int io_polln(struct myriad_task *self, struct io_op *op, int fd,
 	     unsigned events, _Atomic(struct io_op *) *stack);
+/* A deadline set with myriad_io_deadline() for the next start (ns), or 0. */
+uint64_t io_op_take_deadline(struct io_op *op);
 /* The kept result of a finished record goes (task end, reuse). */
 void io_op_drop(struct myriad_rt *rt, struct io_op *op);
 

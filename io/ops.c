@@ -1142,3 +1142,15 @@ int io_polln(struct myriad_task *self, struct io_op *op, int fd,
 	io_uring_prep_poll_add(sqe, fd, events);
 	return op_commit(w, op, sqe);
 }
+
+uint64_t io_op_take_deadline(struct io_op *op)
+{
+	uint64_t d;
+
+	if (!(op->oflags & OF_DEADLINE))
+		return 0;
+	op->oflags &= ~OF_DEADLINE;
+	d = (uint64_t)op->u.ts.tv_sec * 1000000000u +
+	    (uint64_t)op->u.ts.tv_nsec;
+	return d ? d : 1;
+}

@@ -104,6 +104,9 @@ struct myriad_infer_result {
 /*
  * A call. Put it in the task's state; all-zero means idle. It is an I/O
  * record (myriad/io.h): the task cannot finish while it is in flight.
+ * myriad_io_deadline(call, ns) before starting it gives the whole call
+ * (queueing and retries included) a deadline: past it the call ends with
+ * -ETIME, and each attempt's timeout is cut to what is left.
  */
 typedef myriad_io_t myriad_infer_call_t;
 
