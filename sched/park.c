@@ -266,6 +266,7 @@ static void park_common(struct worker *w, bool look)
 	/* Step 5: returns at once if a wake is already in the ring. */
 	CTR_INC(w, MYRIAD_CTR_PARKS);
 	PROBE1(park, (int)w->idx);
+	rt_shm_publish(w, true);
 	io_timers_arm(w); /* due timers wake us through the ring too */
 	io_uring_submit_and_wait(&w->uring, 1);
 	w->io_queued = 0;

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <jemalloc/jemalloc.h>
@@ -314,6 +316,85 @@ static void arena_destroy(unsigned a)
 	mallctl(name, NULL, NULL, NULL, 0);
 }
 
+/* ---- counters in shared memory ---- */
+
+static _Atomic unsigned shm_seq;
+
+static void shm_open_rt(struct myriad_rt *rt)
+{
+	size_t len = sizeof(struct myriad_shm) +
+		     rt->nworkers * sizeof(struct myriad_shm_worker);
+	struct myriad_shm *m;
+	unsigned i;
+	int fd;
+
+	snprintf(rt->shm_name, sizeof(rt->shm_name), "/myriad.%d.%u",
+		 (int)getpid(), atomic_fetch_add(&shm_seq, 1));
+	fd = shm_open(rt->shm_name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC,
+		      0600);
+	if (fd < 0)
+		return; /* a diagnostic aid: the runtime goes on without */
+	if (ftruncate(fd, (off_t)len) < 0) {
+		close(fd);
+		shm_unlink(rt->shm_name);
+		return;
+	}
+	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED) {
+		shm_unlink(rt->shm_name);
+		return;
+	}
+	m->version = MYRIAD_SHM_VERSION;
+	m->nworkers = rt->nworkers;
+	m->nctrs = MYRIAD_CTR__COUNT;
+	m->worker_size = sizeof(struct myriad_shm_worker);
+	m->pid = (int32_t)getpid();
+	for (i = 0; i < MYRIAD_CTR__COUNT && i < MYRIAD_SHM_CTRS; i++)
+		snprintf(m->ctr_names[i], sizeof(m->ctr_names[i]), "%s",
+			 myriad_counter_name(i));
+	for (i = 0; i < rt->nworkers; i++)
+		m->w[i].tid = rt->workers[i].tid;
+	/* Last: a reader that sees the magic sees the header. */
+	__atomic_store_n(&m->magic, MYRIAD_SHM_MAGIC, __ATOMIC_RELEASE);
+	rt->shm_len = len;
+	rt->shm = m;
+}
+
+static void shm_close_rt(struct myriad_rt *rt)
+{
+	if (!rt->shm)
+		return;
+	munmap(rt->shm, rt->shm_len);
+	shm_unlink(rt->shm_name);
+	rt->shm = NULL;
+}
+
+void rt_shm_publish(struct worker *w, bool parked)
+{
+	struct myriad_shm_worker *s;
+	unsigned i;
+
+	if (likely(!w->rt->shm))
+		return;
+	s = &w->rt->shm->w[w->idx];
+#if MYRIAD_COUNTERS
+	for (i = 0; i < MYRIAD_CTR__COUNT && i < MYRIAD_SHM_CTRS; i++)
+		__atomic_store_n(
+			&s->ctr[i],
+			atomic_load_explicit(&w->ctr[i], memory_order_relaxed),
+			__ATOMIC_RELAXED);
+#else
+	(void)i;
+#endif
+	__atomic_store_n(&s->cpu, sched_getcpu(), __ATOMIC_RELAXED);
+	__atomic_store_n(&s->queue_len, lq_len(w) + w->stack_n,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&s->parked, parked ? 1u : 0u, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->stamp_ns, myriad_now_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELEASE);
+}
+
 static void rt_free(struct myriad_rt *rt)
 {
 	unsigned i;
@@ -345,6 +426,7 @@ static void rt_free(struct myriad_rt *rt)
 				arena_destroy(rt->workers[i].arena);
 		free(rt->workers);
 	}
+	shm_close_rt(rt);
 	if (rt->oarena_ok)
 		arena_destroy(rt->oarena);
 	if (rt->oring_ok)
@@ -397,6 +479,7 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	struct myriad_policy_env env;
 	struct myriad_rt *rt = NULL;
 	unsigned n, i, entries = 256;
+	const char *e;
 	int r;
 
 	if (opts) {
@@ -516,6 +599,9 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 				pthread_join(rt->workers[i].thread, NULL);
 		goto err_free;
 	}
+	if ((OPT_HAS(opts, stats_shm) && opts->stats_shm) ||
+	    ((e = getenv("MYRIAD_STATS_SHM")) && !strcmp(e, "1")))
+		shm_open_rt(rt);
 	return rt;
 
 err_free:

@@ -278,6 +278,11 @@ struct myriad_rt {
 	bool oarena_ok;
 	_Atomic int64_t oallocs, ofrees;
 
+	/* Counters in shared memory for other processes (stats.h). */
+	struct myriad_shm *shm;
+	size_t shm_len;
+	char shm_name[48];
+
 	/* The blocking-call pool (io/offload.c), started on first use. */
 	struct offload *offload;
 	pthread_mutex_t offload_lock;
@@ -362,6 +367,9 @@ bool work_visible(struct myriad_rt *rt);
 /* rt.c: an idle worker faults in fresh arena memory ahead of spawning */
 #define PF_CHUNK ((uintptr_t)2 << 20)
 bool rt_prefault_step(struct myriad_rt *rt);
+
+/* rt.c: refresh this worker's slot of the shared counters */
+void rt_shm_publish(struct worker *w, bool parked);
 
 /* worker.c */
 void *worker_main(void *arg);

@@ -3,6 +3,7 @@
  * sched/worker.c: a worker thread's run loop: where the next task comes
  * from (LIFO slot, local ring, inject queue, stealing), and when to park.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -227,6 +228,7 @@ static void worker_maintain(struct worker *w)
 	io_tick(w);
 	park_reap(w);
 	io_timers_poll(w);
+	rt_shm_publish(w, false);
 	if (unlikely(rt->pol->active_workers)) {
 		unsigned a = rt->pol->active_workers(rt->pctx);
 		unsigned old;
@@ -244,10 +246,14 @@ static void worker_maintain(struct worker *w)
 
 static int worker_setup(struct worker *w)
 {
+	char name[16];
 	size_t sz;
 	int r;
 
 	w->tid = (pid_t)syscall(SYS_gettid);
+	/* Tools find the workers by name (myriad-trace, top -H). */
+	snprintf(name, sizeof(name), "myriad-w%u", w->idx);
+	pthread_setname_np(pthread_self(), name);
 	r = park_ring_init(w);
 	if (r < 0)
 		return r;

@@ -48,6 +48,12 @@ struct myriad_rt_opts {
 	 * A full submission queue is flushed, never dropped.
 	 */
 	unsigned ring_entries;
+	/*
+	 * Publish the per-worker counters in shared memory for other
+	 * processes (myriad/stats.h, struct myriad_shm); also turned on by
+	 * the environment variable MYRIAD_STATS_SHM=1.
+	 */
+	bool stats_shm;
 };
 
 /*

@@ -49,6 +49,41 @@ MYRIAD_API int myriad_rt_counters(const myriad_rt_t *rt, unsigned worker,
  */
 MYRIAD_API int64_t myriad_rt_tasks_live(const myriad_rt_t *rt);
 
+/*
+ * The shared-memory view of the counters, for tools in other processes
+ * (myriad-trace): enabled by myriad_rt_opts.stats_shm or the environment
+ * variable MYRIAD_STATS_SHM=1, the file /dev/shm/myriad.<pid>.<n> (n
+ * counts the process's runtimes from 0) holds this header and one slot
+ * per worker, refreshed by each worker every 61 steps and when it parks.
+ * Values are plain 64-bit stores: read each once; 'seq' changes with every
+ * refresh of the slot. Removed by myriad_rt_destroy().
+ */
+#define MYRIAD_SHM_MAGIC 0x314d485344595231ull /* "1RYDSHM1" */
+#define MYRIAD_SHM_VERSION 1
+#define MYRIAD_SHM_CTRS 32
+
+struct myriad_shm_worker {
+	uint64_t seq;		       /* refreshes so far */
+	uint64_t stamp_ns;	       /* CLOCK_MONOTONIC of the refresh */
+	uint64_t ctr[MYRIAD_SHM_CTRS]; /* enum myriad_counter */
+	int32_t tid;		       /* the worker thread */
+	int32_t cpu;		       /* where it ran at the refresh */
+	uint32_t queue_len;	       /* tasks in its local queue */
+	uint32_t parked;	       /* 1 while it sleeps */
+};
+
+struct myriad_shm {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t nworkers;
+	uint32_t nctrs;	      /* MYRIAD_CTR__COUNT of the library */
+	uint32_t worker_size; /* sizeof(struct myriad_shm_worker) */
+	int32_t pid;
+	uint32_t flags;
+	char ctr_names[MYRIAD_SHM_CTRS][24];
+	struct myriad_shm_worker w[];
+};
+
 #ifdef __cplusplus
 }
 #endif
