@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bench/myriad-bench.c: the throughput benchmark of shared/BENCH.md on
- * libmyriad's public API: spawn, chain, fib, yield, pingpong, park, echo;
- * one RESULT line per run on stdout, progress on stderr.
+ * libmyriad's public API: spawn, chain, fib, yield, pingpong, park, echo,
+ * agents; one RESULT line per run on stdout, progress on stderr.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -15,8 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <myriad.h>
@@ -73,10 +79,15 @@ static void usage(const char *msg)
 {
 	fprintf(stderr, "myriad-bench: %s\n", msg);
 	fprintf(stderr,
-		"usage: myriad-bench <spawn|chain|fib|yield|pingpong|park|echo> [--workers N]\n"
+		"usage: myriad-bench <spawn|chain|fib|yield|pingpong|park|echo|agents> [--workers N]\n"
 		"         spawn|chain --n N    fib --n N    yield --tasks T --yields Y\n"
 		"         pingpong --pairs P --rounds R    park --n N --sleep-ms S\n"
-		"         echo --conns C --rounds R\n");
+		"         echo --conns C --rounds R\n"
+		"         agents --agents A --steps S --tool-ms T --llm-ms L\n"
+		"                --llm-concurrency C [--tool-port P --llm-port P]\n"
+		"           (without the ports the servers are started from\n"
+		"            $MYRIAD_BENCH_SERVERS or the servers/ folder beside\n"
+		"            this binary)\n");
 	exit(2);
 }
 
@@ -713,9 +724,12 @@ static int echo_root(myriad_task_t *self, void *p)
 /*
  * The soft RLIMIT_NOFILE up to the hard limit, and the hard limit up to
  * 'need' where the process may (as root): as the peers do. Exits 2 when
- * 'need' descriptors cannot be had.
+ * 'need' descriptors cannot be had, saying what they are for ('what') and
+ * how many of the workload's 'unit' fit ('per' descriptors each, besides
+ * 'spare').
  */
-static void raise_nofile(uint64_t need)
+static void raise_nofile(uint64_t need, const char *what, const char *unit,
+			 uint64_t per, uint64_t spare)
 {
 	struct rlimit rl, up = { need, need };
 
@@ -730,12 +744,14 @@ static void raise_nofile(uint64_t need)
 	setrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_max < need) {
 		fprintf(stderr,
-			"myriad-bench: echo needs %" PRIu64
-			" file descriptors (2 per connection + %d), RLIMIT_NOFILE hard limit is %" PRIu64
-			": raise it (ulimit -Hn) or use --conns %" PRIu64
+			"myriad-bench: %s needs %" PRIu64
+			" file descriptors, RLIMIT_NOFILE hard limit is %" PRIu64
+			": raise it (ulimit -Hn) or use %s %" PRIu64
 			" or fewer\n",
-			need, ECHO_SPARE_FDS, (uint64_t)rl.rlim_max,
-			((uint64_t)rl.rlim_max - ECHO_SPARE_FDS) / 2);
+			what, need, (uint64_t)rl.rlim_max, unit,
+			rl.rlim_max > spare
+				? ((uint64_t)rl.rlim_max - spare) / per
+				: 0);
 		exit(2);
 	}
 }
@@ -806,11 +822,446 @@ static int echo_listen(void)
 	return 0;
 }
 
+/* User plus system time of a getrusage() record, in seconds. */
+static double cpu_seconds(const struct rusage *ru)
+{
+	return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec * 1e-6 +
+	       (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec * 1e-6;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
 	return (x > y) - (x < y);
+}
+
+/* ---- agents: CPU work, a tool call, an LLM call, S steps per agent ---- */
+
+/*
+ * BENCH.md's agents step, as the Go and Tokio peers do it (bench/peers/):
+ * 1. CPU work: FNV-1a over a shared read-only 4 KiB buffer, 4 passes,
+ *    seeded by the agent and the step; the hash goes into the tool request
+ *    and comes back in the answer, so it cannot be optimised away.
+ * 2. Tool call: one request line on the agent's own pooled TCP connection
+ *    to the tool server: connected once when the agent starts and kept
+ *    for all its steps (not a connection per step); the answer line
+ *    ("ok <request>") is read whole and checked.
+ * 3. LLM call: myriad_infer_chat() on a pool with one endpoint (the mock
+ *    server, window = llm_concurrency); choices[0].message.content, parsed
+ *    by the client, must not be empty.
+ * A step's latency runs from the start of its CPU work to the LLM result.
+ * wall_s runs from the first agent spawned (its connect included) to the
+ * last one done; tasks = A.
+ */
+#define AGENT_BUF 4096
+#define AGENT_PASSES 4
+/*
+ * Descriptors besides one per agent (its tool connection) and
+ * llm_concurrency (the LLM pool's connections): stdio, the rings,
+ * connections curl is still closing.
+ */
+#define AGENT_SPARE_FDS 64
+
+static struct {
+	int64_t steps;
+	int64_t tool_ms, llm_ms, llm_conc;
+	int tool_port, llm_port;
+	struct sockaddr_in tool_addr;
+	myriad_infer_t *pool;
+	uint64_t *lats;		    /* A * S steps, ns */
+	_Atomic int64_t failures;   /* failed agents (the first is printed) */
+	_Atomic int64_t retries;    /* tool connects retried */
+	_Atomic int64_t llm_extra;  /* LLM attempts beyond the first */
+	_Atomic uint64_t hash_sink; /* every agent's last hash, xor-ed */
+} G;
+
+static uint8_t agent_buf[AGENT_BUF];
+
+/* The same bytes in every runner: byte i is i * 131 + 7 (mod 256). */
+static void agent_buf_init(void)
+{
+	int i;
+
+	for (i = 0; i < AGENT_BUF; i++)
+		agent_buf[i] = (uint8_t)(i * 131 + 7);
+}
+
+/* FNV-1a (32 bit) over the buffer, AGENT_PASSES times, from 'seed'. */
+static uint32_t agent_cpu(uint32_t seed)
+{
+	uint32_t h = 2166136261u ^ seed;
+	int pass, i;
+
+	for (pass = 0; pass < AGENT_PASSES; pass++)
+		for (i = 0; i < AGENT_BUF; i++) {
+			h ^= agent_buf[i];
+			h *= 16777619u;
+		}
+	return h;
+}
+
+/* As echo_fail(): the first failure is printed, every one is counted. */
+static void agent_fail(int64_t id, const char *what, int rc, const char *msg)
+{
+	if (rc == -ECANCELED && (atomic_load(&G.failures) || B.failed))
+		return;
+	if (atomic_fetch_add(&G.failures, 1) == 0)
+		fprintf(stderr,
+			"myriad-bench: agents: agent %" PRId64 ": %s: %s\n", id,
+			what,
+			msg	 ? msg
+			: rc < 0 ? strerror(-rc)
+				 : "unexpected end of stream");
+	myriad_waker_wake(B.root);
+}
+
+static bool agents_over(void)
+{
+	return run_over() || atomic_load(&G.failures);
+}
+
+struct agent {
+	MYRIAD_CORO_FIELD;
+	int fd;
+	int attempt;
+	int off, len;
+	uint32_t hash;
+	int64_t id, s;
+	uint64_t t0;
+	myriad_io_t op;		  /* connect, send, recv, close */
+	myriad_infer_call_t call; /* the LLM call */
+	myriad_timer_t tm;	  /* connect retries */
+	char req[80];		  /* the tool request line */
+	char ans[120];		  /* its answer, "ok " + the request */
+	char msgs[160];		  /* the chat messages, JSON */
+};
+
+static int agent_step(myriad_task_t *self, void *p)
+{
+	struct agent *st = p;
+	const struct myriad_infer_result *res;
+	const char *nl;
+	int rc;
+
+	MYRIAD_BEGIN(st);
+	/* The agent's pooled tool connection, kept for all its steps. */
+	for (;;) {
+		st->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (st->fd < 0) {
+			agent_fail(st->id, "socket", -errno, NULL);
+			return MYRIAD_DONE;
+		}
+		MYRIAD_IO(
+			st, rc,
+			myriad_io_connect(self, &st->op, st->fd,
+					  (const struct sockaddr *)&G.tool_addr,
+					  sizeof(G.tool_addr)));
+		if (rc == 0)
+			break;
+		close(st->fd);
+		if (!connect_retryable(rc) || st->attempt >= ECHO_RETRIES) {
+			agent_fail(st->id, "connect to the tool server", rc,
+				   NULL);
+			return MYRIAD_DONE;
+		}
+		atomic_fetch_add(&G.retries, 1);
+		MYRIAD_SLEEP(st, self, &st->tm,
+			     UINT64_C(10000000) << st->attempt, rc);
+		if (rc < 0) {
+			agent_fail(st->id, "sleep", rc, NULL);
+			return MYRIAD_DONE;
+		}
+		st->attempt++;
+	}
+	rc = set_nodelay(st->fd);
+	if (rc < 0) {
+		agent_fail(st->id, "TCP_NODELAY", rc, NULL);
+		goto out_close;
+	}
+	for (st->s = 0; st->s < G.steps; st->s++) {
+		/* 1. CPU work. */
+		st->t0 = myriad_now_ns();
+		st->hash = agent_cpu((uint32_t)(st->id * 1000003 + st->s));
+		/* 2. The tool call. */
+		st->len = snprintf(st->req, sizeof(st->req),
+				   "agent %" PRId64 " step %" PRId64
+				   " fnv %08x\n",
+				   st->id, st->s, st->hash);
+		for (st->off = 0; st->off < st->len; st->off += rc) {
+			MYRIAD_IO(st, rc,
+				  myriad_io_send(self, &st->op, st->fd,
+						 st->req + st->off,
+						 (size_t)(st->len - st->off),
+						 MSG_NOSIGNAL));
+			if (rc <= 0) {
+				agent_fail(st->id, "tool send", rc, NULL);
+				goto out_close;
+			}
+		}
+		/* The answer may come in pieces: read to its newline. */
+		st->off = 0;
+		do {
+			if (st->off >= (int)sizeof(st->ans) - 1) {
+				agent_fail(st->id, "tool answer", 0,
+					   "longer than expected");
+				goto out_close;
+			}
+			MYRIAD_IO(st, rc,
+				  myriad_io_recv(self, &st->op, st->fd,
+						 st->ans + st->off,
+						 sizeof(st->ans) - 1 - st->off,
+						 0));
+			if (rc <= 0) {
+				agent_fail(st->id, "tool recv", rc, NULL);
+				goto out_close;
+			}
+			st->off += rc;
+			nl = memchr(st->ans, '\n', (size_t)st->off);
+		} while (!nl);
+		if (st->off != st->len + 3 || memcmp(st->ans, "ok ", 3) ||
+		    memcmp(st->ans + 3, st->req, (size_t)st->len)) {
+			agent_fail(st->id, "tool answer", 0,
+				   "not \"ok <request>\"");
+			goto out_close;
+		}
+		/* 3. The LLM call. */
+		snprintf(st->msgs, sizeof(st->msgs),
+			 "[{\"role\":\"user\",\"content\":\"agent %" PRId64
+			 " step %" PRId64 ": the tool said ok (fnv %08x)\"}]",
+			 st->id, st->s, st->hash);
+		MYRIAD_IO(st, rc,
+			  myriad_infer_chat(self, G.pool, &st->call, st->msgs,
+					    NULL));
+		res = myriad_infer_result(&st->call);
+		if (rc < 0) {
+			agent_fail(st->id, "LLM call", rc,
+				   res && res->error[0] ? res->error : NULL);
+			goto out_close;
+		}
+		if (!res || !res->content || !res->content_len) {
+			agent_fail(st->id, "LLM call", 0,
+				   "empty choices[0].message.content");
+			goto out_close;
+		}
+		G.lats[st->id * G.steps + st->s] = myriad_now_ns() - st->t0;
+		if (res->attempts > 1)
+			atomic_fetch_add(&G.llm_extra, res->attempts - 1);
+		/* The parsed response is freed now, not at the next call. */
+		myriad_infer_release(self, &st->call);
+	}
+	atomic_fetch_xor_explicit(&G.hash_sink, st->hash, memory_order_relaxed);
+	MYRIAD_IO(st, rc, myriad_io_close(self, &st->op, st->fd));
+	if (rc < 0) {
+		agent_fail(st->id, "close", rc, NULL);
+		return MYRIAD_DONE;
+	}
+	count_down();
+	return MYRIAD_DONE;
+out_close:
+	/* After a failure: the kernel closes it at once, nothing to wait for. */
+	close(st->fd);
+	MYRIAD_END(st);
+}
+
+static int agents_root(myriad_task_t *self, void *p)
+{
+	struct root *st = p;
+	struct agent a;
+
+	MYRIAD_BEGIN(st);
+	B.root = myriad_task_waker(self);
+	clock_gettime(CLOCK_MONOTONIC, &B.t0);
+	for (st->i = 0; st->i < B.n && !B.failed && !G.failures; st->i++) {
+		memset(&a, 0, sizeof(a));
+		a.id = st->i;
+		spawn(self, agent_step, &a, sizeof(a), 0);
+		if ((st->i & 255) == 255)
+			MYRIAD_YIELD(st);
+	}
+	MYRIAD_WAIT_UNTIL(st, agents_over());
+	/* A failure ends the others: their calls return -ECANCELED. */
+	if (B.failed || G.failures)
+		myriad_task_cancel(self);
+	MYRIAD_JOIN(st, self);
+	MYRIAD_END(st);
+}
+
+/*
+ * The agents workload's servers (bench/servers/), when no --tool-port and
+ * --llm-port are given: started here on ephemeral ports (--port 0, each
+ * prints "PORT <n>"), from $MYRIAD_BENCH_SERVERS or the servers/ folder
+ * beside this binary (build/bench/servers/), and stopped at exit. They are
+ * separate processes: getrusage(RUSAGE_SELF) does not count them.
+ */
+struct server {
+	const char *name;
+	pid_t pid;
+	int out; /* its stdout, kept open so that it never sees EPIPE */
+};
+
+static struct server servers[2] = { { "llm-server", -1, -1 },
+				    { "tool-server", -1, -1 } };
+
+/* How long a server may take to print its PORT line. */
+#define SERVER_START_MS 10000
+
+static void servers_stop(void)
+{
+	int i, status;
+
+	for (i = 0; i < 2; i++) {
+		if (servers[i].pid <= 0)
+			continue;
+		kill(servers[i].pid, SIGTERM);
+		waitpid(servers[i].pid, &status, 0);
+		servers[i].pid = -1;
+		if (servers[i].out >= 0)
+			close(servers[i].out);
+		servers[i].out = -1;
+	}
+}
+
+/* The folder of the servers: $MYRIAD_BENCH_SERVERS, else beside us. */
+static int servers_dir(char *dir, size_t cap)
+{
+	const char *env = getenv("MYRIAD_BENCH_SERVERS");
+	char exe[PATH_MAX], *slash;
+	ssize_t n;
+
+	if (env && *env)
+		return (size_t)snprintf(dir, cap, "%s", env) < cap
+			       ? 0
+			       : -ENAMETOOLONG;
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return -errno;
+	exe[n] = 0;
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = 0;
+	if ((size_t)snprintf(dir, cap, "%s/servers", exe) >= cap)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/*
+ * Start servers[k] with 'args' (NULL-terminated, after the program name)
+ * and read its port. Returns the port, or -1 after saying why.
+ */
+static int server_start(const char *dir, int k, const char *const *args)
+{
+	struct server *s = &servers[k];
+	char path[PATH_MAX + 32], line[128];
+	const char *argv[16];
+	size_t len = 0;
+	uint64_t until;
+	int fds[2], i, port = -1;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, s->name);
+	if (access(path, X_OK) < 0) {
+		fprintf(stderr,
+			"myriad-bench: agents: no %s (%s): build it (ninja -C build), set MYRIAD_BENCH_SERVERS to its folder, or pass --tool-port and --llm-port\n",
+			path, strerror(errno));
+		return -1;
+	}
+	argv[0] = path;
+	for (i = 0; args[i] && i < 14; i++)
+		argv[i + 1] = args[i];
+	argv[i + 1] = NULL;
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		fprintf(stderr, "myriad-bench: agents: pipe: %s\n",
+			strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	s->pid = fork();
+	if (s->pid < 0) {
+		fprintf(stderr, "myriad-bench: agents: fork: %s\n",
+			strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (s->pid == 0) {
+		/* The server dies with us, however we end. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (dup2(fds[1], STDOUT_FILENO) < 0)
+			_exit(127);
+		execv(path, (char *const *)argv);
+		fprintf(stderr, "myriad-bench: agents: exec %s: %s\n", path,
+			strerror(errno));
+		_exit(127);
+	}
+	close(fds[1]);
+	s->out = fds[0];
+	until = myriad_now_ns() + SERVER_START_MS * UINT64_C(1000000);
+	while (port < 0) {
+		struct pollfd pfd = { .fd = s->out, .events = POLLIN };
+		int64_t left = (int64_t)(until - myriad_now_ns()) / 1000000;
+		ssize_t n;
+		char *nl;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+			fprintf(stderr,
+				"myriad-bench: agents: %s printed no PORT line in %d ms\n",
+				s->name, SERVER_START_MS);
+			return -1;
+		}
+		n = read(s->out, line + len, sizeof(line) - 1 - len);
+		if (n <= 0) {
+			fprintf(stderr,
+				"myriad-bench: agents: %s ended before printing its port\n",
+				s->name);
+			return -1;
+		}
+		len += (size_t)n;
+		line[len] = 0;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = 0;
+			if (sscanf(line, "PORT %d", &port) == 1 && port > 0 &&
+			    port < 65536)
+				break;
+			port = -1;
+			len -= (size_t)(nl + 1 - line);
+			memmove(line, nl + 1, len + 1);
+		}
+		if (port < 0 && len >= sizeof(line) - 1) {
+			fprintf(stderr,
+				"myriad-bench: agents: %s: no PORT line\n",
+				s->name);
+			return -1;
+		}
+	}
+	return port;
+}
+
+/* Both servers, with the workload's parameters; false after a message. */
+static bool servers_start(void)
+{
+	char dir[PATH_MAX], ms[32], conc[32], tms[32];
+	const char *llm[] = { "--port",	       "0",  "--llm-ms", ms,
+			      "--concurrency", conc, NULL };
+	const char *tool[] = { "--port", "0", "--tool-ms", tms, NULL };
+	int r;
+
+	r = servers_dir(dir, sizeof(dir));
+	if (r < 0) {
+		fprintf(stderr,
+			"myriad-bench: agents: cannot find the servers' folder: %s\n",
+			strerror(-r));
+		return false;
+	}
+	snprintf(ms, sizeof(ms), "%" PRId64, G.llm_ms);
+	snprintf(conc, sizeof(conc), "%" PRId64, G.llm_conc);
+	snprintf(tms, sizeof(tms), "%" PRId64, G.tool_ms);
+	atexit(servers_stop);
+	if (!G.llm_port && (G.llm_port = server_start(dir, 0, llm)) < 0)
+		return false;
+	if (!G.tool_port && (G.tool_port = server_start(dir, 1, tool)) < 0)
+		return false;
+	return true;
 }
 
 /* ---- driver ---- */
@@ -862,6 +1313,9 @@ int main(int argc, char **argv)
 	int64_t n = -1, tasks = 0, res = 0;
 	int64_t tasks_opt = -1, yields = -1, pairs = -1, rounds = -1;
 	int64_t sleep_ms = -1, conns = -1, overflows = -1;
+	int64_t agents = -1, steps = -1, tool_ms = -1, llm_ms = -1;
+	int64_t llm_conc = -1, tool_port = -1, llm_port = -1;
+	struct rusage ru0, ru1;
 	long rss_before = 0;
 	unsigned workers = 0;
 	int i, r, err;
@@ -869,13 +1323,13 @@ int main(int argc, char **argv)
 	struct fib froot = { 0 };
 	struct root rroot = { 0 };
 	struct echo_root eroot = { 0 };
-	double w;
+	double w, cpu_s = 0;
 
 	if (argc < 2)
 		usage("missing workload");
 	wl = argv[1];
-	/* Workloads of later issues: whatever their flags, say so. */
-	if (!strcmp(wl, "agents") || !strcmp(wl, "noisy")) {
+	/* A workload of a later issue: whatever its flags, say so. */
+	if (!strcmp(wl, "noisy")) {
 		printf("RESULT workload=%s unsupported=1\n", wl);
 		return 0;
 	}
@@ -902,6 +1356,20 @@ int main(int argc, char **argv)
 			sleep_ms = parse_int(a, argv[++i], 0, INT64_C(1) << 32);
 		else if (!strcmp(a, "--conns"))
 			conns = parse_int(a, argv[++i], 1, INT64_C(1) << 20);
+		else if (!strcmp(a, "--agents"))
+			agents = parse_int(a, argv[++i], 1, INT64_C(1) << 24);
+		else if (!strcmp(a, "--steps"))
+			steps = parse_int(a, argv[++i], 1, INT64_C(1) << 20);
+		else if (!strcmp(a, "--tool-ms"))
+			tool_ms = parse_int(a, argv[++i], 0, 3600000);
+		else if (!strcmp(a, "--llm-ms"))
+			llm_ms = parse_int(a, argv[++i], 1, 3600000);
+		else if (!strcmp(a, "--llm-concurrency"))
+			llm_conc = parse_int(a, argv[++i], 1, 65535);
+		else if (!strcmp(a, "--tool-port"))
+			tool_port = parse_int(a, argv[++i], 1, 65535);
+		else if (!strcmp(a, "--llm-port"))
+			llm_port = parse_int(a, argv[++i], 1, 65535);
 		else {
 			char msg[160];
 
@@ -959,16 +1427,36 @@ int main(int argc, char **argv)
 		if (B.m < 1)
 			usage("--rounds must be at least 1 for echo");
 		tasks = B.n;
+	} else if (!strcmp(wl, "agents")) {
+		if (n >= 0 || tasks_opt >= 0 || yields >= 0 || pairs >= 0 ||
+		    rounds >= 0)
+			usage("agents takes --agents --steps --tool-ms --llm-ms --llm-concurrency --tool-port --llm-port");
+		B.n = agents >= 0 ? agents : 10000;
+		G.steps = steps >= 0 ? steps : 10;
+		G.tool_ms = tool_ms >= 0 ? tool_ms : 2;
+		G.llm_ms = llm_ms >= 0 ? llm_ms : 20;
+		G.llm_conc = llm_conc >= 0 ? llm_conc : 256;
+		G.tool_port = tool_port >= 0 ? (int)tool_port : 0;
+		G.llm_port = llm_port >= 0 ? (int)llm_port : 0;
+		if (B.n * G.steps > INT64_C(1) << 28)
+			usage("--agents times --steps over 2^28");
+		tasks = B.n;
 	} else {
 		usage("unknown workload");
 	}
+	if ((agents >= 0 || steps >= 0 || tool_ms >= 0 || llm_ms >= 0 ||
+	     llm_conc >= 0 || tool_port >= 0 || llm_port >= 0) &&
+	    strcmp(wl, "agents"))
+		usage("--agents, --steps, --tool-ms, --llm-ms, --llm-concurrency, --tool-port and --llm-port are for agents only");
 
 	if (sleep_ms >= 0 && strcmp(wl, "park"))
 		usage("--sleep-ms is for park only");
 	if (conns >= 0 && strcmp(wl, "echo"))
 		usage("--conns is for echo only");
 	if (!strcmp(wl, "echo")) {
-		raise_nofile((uint64_t)(2 * B.n + ECHO_SPARE_FDS));
+		raise_nofile((uint64_t)(2 * B.n + ECHO_SPARE_FDS),
+			     "echo (2 per connection and some to spare)",
+			     "--conns", 2, ECHO_SPARE_FDS);
 		E.lats = calloc((size_t)(B.n * B.m), sizeof(*E.lats));
 		if (!E.lats) {
 			fprintf(stderr, "myriad-bench: echo: out of memory\n");
@@ -980,6 +1468,27 @@ int main(int argc, char **argv)
 				strerror(-err));
 			return 1;
 		}
+	}
+	if (!strcmp(wl, "agents")) {
+		/* A tool connection per agent and the LLM pool's connections. */
+		raise_nofile(
+			(uint64_t)(B.n + G.llm_conc + AGENT_SPARE_FDS),
+			"agents (a tool connection per agent, the LLM connections and some to spare)",
+			"--agents", 1, (uint64_t)G.llm_conc + AGENT_SPARE_FDS);
+		G.lats = calloc((size_t)(B.n * G.steps), sizeof(*G.lats));
+		if (!G.lats) {
+			fprintf(stderr,
+				"myriad-bench: agents: out of memory\n");
+			return 1;
+		}
+		agent_buf_init();
+		/* Before any thread exists: the servers are forked. */
+		if ((!G.tool_port || !G.llm_port) && !servers_start())
+			return 1;
+		memset(&G.tool_addr, 0, sizeof(G.tool_addr));
+		G.tool_addr.sin_family = AF_INET;
+		G.tool_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		G.tool_addr.sin_port = htons((uint16_t)G.tool_port);
 	}
 	o.workers = workers;
 	rt = myriad_rt_create(&o, &err);
@@ -995,6 +1504,31 @@ int main(int argc, char **argv)
 	if (!shards)
 		return 1;
 	memset(shards, 0, sizeof(*shards) * nshards);
+
+	if (!strcmp(wl, "agents")) {
+		struct myriad_infer_opts io = { .sz = sizeof(io) };
+		struct myriad_infer_endpoint ep = { .sz = sizeof(ep) };
+		char url[64];
+
+		G.pool = myriad_infer_create(rt, &io, &err);
+		if (!G.pool) {
+			fprintf(stderr,
+				"myriad-bench: agents: myriad_infer_create: %s\n",
+				strerror(-err));
+			return 1;
+		}
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d", G.llm_port);
+		ep.base_url = url;
+		ep.model = "mock";
+		ep.window = (unsigned)G.llm_conc;
+		err = myriad_infer_add(G.pool, &ep);
+		if (err < 0) {
+			fprintf(stderr,
+				"myriad-bench: agents: myriad_infer_add: %s\n",
+				strerror(-err));
+			return 1;
+		}
+	}
 
 	if (!strcmp(wl, "pingpong")) {
 		B.chans = calloc((size_t)(2 * B.n), sizeof(*B.chans));
@@ -1035,6 +1569,13 @@ int main(int argc, char **argv)
 		after = listen_overflows();
 		overflows =
 			overflows >= 0 && after >= 0 ? after - overflows : -1;
+	} else if (!strcmp(wl, "agents")) {
+		/* The CPU of this process only: the servers are others. */
+		getrusage(RUSAGE_SELF, &ru0);
+		r = myriad_rt_block_on(rt, agents_root, &rroot, sizeof(rroot),
+				       NULL);
+		getrusage(RUSAGE_SELF, &ru1);
+		cpu_s = cpu_seconds(&ru1) - cpu_seconds(&ru0);
 	} else {
 		r = myriad_rt_block_on(rt, root, &rroot, sizeof(rroot), NULL);
 	}
@@ -1060,6 +1601,13 @@ int main(int argc, char **argv)
 			atomic_load(&E.mismatches));
 		return 1;
 	}
+	if (G.failures) {
+		fprintf(stderr,
+			"myriad-bench: agents: %" PRId64
+			" agents failed (the first above)\n",
+			atomic_load(&G.failures));
+		return 1;
+	}
 	/* After the failures, which the echo root ends by cancelling itself. */
 	if (r < 0) {
 		fprintf(stderr, "myriad-bench: run: %s\n", strerror(-r));
@@ -1069,6 +1617,16 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"myriad-bench: echo: %" PRId64 " connects retried\n",
 			atomic_load(&E.retries));
+	if (G.retries)
+		fprintf(stderr,
+			"myriad-bench: agents: %" PRId64
+			" tool connects retried\n",
+			atomic_load(&G.retries));
+	if (G.llm_extra)
+		fprintf(stderr,
+			"myriad-bench: agents: %" PRId64
+			" LLM attempts retried by the client\n",
+			atomic_load(&G.llm_extra));
 	if (overflows > 0)
 		fprintf(stderr,
 			"myriad-bench: echo: the kernel dropped %" PRId64
@@ -1092,6 +1650,15 @@ int main(int argc, char **argv)
 		for (i = 0; i < 2 * B.n; i++)
 			myriad_chan_destroy(B.chans[i]);
 		free(B.chans);
+	}
+	if (G.pool) {
+		r = myriad_infer_destroy(G.pool);
+		if (r < 0) {
+			fprintf(stderr,
+				"myriad-bench: agents: myriad_infer_destroy: %s\n",
+				strerror(-r));
+			return 1;
+		}
 	}
 	r = myriad_rt_destroy(rt);
 	if (r < 0) {
@@ -1140,6 +1707,18 @@ int main(int argc, char **argv)
 		/* A diagnostic key of the peers' too, not in BENCH.md. */
 		if (overflows >= 0)
 			printf(" listen_overflows=%" PRId64, overflows);
+	} else if (!strcmp(wl, "agents")) {
+		size_t nl = (size_t)(B.n * G.steps);
+		double sps = (double)nl / w;
+
+		/* Nearest rank, as the peers. */
+		qsort(G.lats, nl, sizeof(*G.lats), cmp_u64);
+		printf(" steps_per_s=%.1f cpu_s_per_step=%.9f p50_ms=%.3f"
+		       " p99_ms=%.3f bound_frac=%.4f",
+		       sps, cpu_s / (double)nl,
+		       G.lats[(nl * 50 + 99) / 100 - 1] / 1e6,
+		       G.lats[(nl * 99 + 99) / 100 - 1] / 1e6,
+		       sps / ((double)G.llm_conc * 1000.0 / (double)G.llm_ms));
 	}
 	printf("\n");
 	return 0;

@@ -20,8 +20,8 @@ import re
 REQUIRED_KEYS = ("workers", "wall_s", "tasks", "peak_rss_kb")
 
 # Per workload: the extra keys of BENCH.md, which of them are not numbers,
-# and the headline figure bench/compare reports ("higher" or "lower" is
-# better).
+# the headline figure bench/compare reports ("higher" or "lower" is
+# better), and ("also") further figures it shows in a second table.
 WORKLOADS = {
     "spawn": {"extra": ("tasks_per_s", "ns_per_task"),
               "headline": "tasks_per_s", "better": "higher"},
@@ -38,7 +38,12 @@ WORKLOADS = {
     "echo": {"extra": ("msgs_per_s", "p99_us"),
              "headline": "msgs_per_s", "better": "higher"},
     "agents": {"extra": ("steps_per_s", "cpu_s_per_step", "p50_ms", "p99_ms"),
-               "headline": "steps_per_s", "better": "higher"},
+               "headline": "steps_per_s", "better": "higher",
+               # Shown beside the headline by bench/compare (a second table):
+               # key -> which way is better. bound_frac = steps_per_s / the
+               # LLM server's bound (llm_concurrency / llm_ms); optional.
+               "also": (("bound_frac", "higher"), ("cpu_s_per_step", "lower"),
+                        ("p50_ms", "lower"), ("p99_ms", "lower"))},
     "noisy": {"extra": ("policy", "tasks_per_s", "p99_us"), "text": ("policy",),
               "headline": "tasks_per_s", "better": "higher"},
 }

@@ -59,10 +59,13 @@ for peer in go tokio tbb; do
         expect_exit 2 "flag of another workload" park --conns 3
         expect_exit 2 "flag of another workload" echo --sleep-ms 3
         expect_exit 2 "zero value" park --sleep-ms 0
+        expect_exit 2 "flag of another workload" agents --conns 3 --tool-port 1 --llm-port 2
+        expect_exit 2 "no server ports" agents --agents 3
+        expect_exit 2 "port out of range" agents --tool-port 70000 --llm-port 2
     fi
-    expect_exit 0 "unsupported workload" agents
-    if [ "$(cat "$tmp/out")" != "RESULT workload=agents unsupported=1" ]; then
-        echo "FAIL: $peer agents: expected 'RESULT workload=agents unsupported=1', got '$(cat "$tmp/out")'"
+    expect_exit 0 "unsupported workload" noisy
+    if [ "$(cat "$tmp/out")" != "RESULT workload=noisy unsupported=1" ]; then
+        echo "FAIL: $peer noisy: expected 'RESULT workload=noisy unsupported=1', got '$(cat "$tmp/out")'"
         fail=1
     fi
 done
@@ -174,8 +177,8 @@ if errors:
 print("RESULT lines and bench-results.json: ok (%s)" % ", ".join(runtimes))
 PY
 
-# --- park and echo (opt-in workloads) -----------------------------------------------
-pe_args=(--workload park --workload echo --quick --peer go,tokio,tbb
+# --- park, echo and agents (opt-in workloads) --------------------------------------
+pe_args=(--workload park --workload echo --workload agents --quick --peer go,tokio,tbb
          --out "$tmp/out-park-echo")
 [ "$with_myriad" = 1 ] || pe_args+=(--peers-only)
 bench/compare "${pe_args[@]}" >"$tmp/table" 2>"$tmp/log"
@@ -202,12 +205,20 @@ except (OSError, ValueError) as e:
     sys.exit(1)
 
 # What --quick asks for (bench/compare: park --n 10000 --sleep-ms 500,
-# echo --conns 100 --rounds 50).
+# echo --conns 100 --rounds 50, agents --agents 100 --steps 2 with BENCH.md's
+# tool_ms 2, llm_ms 20, llm_concurrency 256).
 N, SLEEP_S, CONNS, ROUNDS = 10000, 0.5, 100, 50
+AGENTS, STEPS, TOOL_MS, LLM_MS, LLM_CONC = 100, 2, 2, 20, 256
 params = report["meta"]["params"]
 if params.get("park") != ["--n", str(N), "--sleep-ms", "500"] or \
-        params.get("echo") != ["--conns", str(CONNS), "--rounds", str(ROUNDS)]:
+        params.get("echo") != ["--conns", str(CONNS), "--rounds", str(ROUNDS)] or \
+        params.get("agents") != ["--agents", str(AGENTS), "--steps", str(STEPS),
+                                 "--tool-ms", str(TOOL_MS), "--llm-ms", str(LLM_MS),
+                                 "--llm-concurrency", str(LLM_CONC)]:
     errors.append("unexpected --quick parameters: %r" % params)
+ports = report.get("servers", {}).get("agents", {}).get("ports", {})
+if not all(isinstance(ports.get(n), int) and 0 < ports[n] < 65536 for n in ("tool", "llm")):
+    errors.append("agents: bench/compare recorded no server ports: %r" % report.get("servers"))
 workers = report["meta"]["workers"]
 
 def check_park(where, rec):
@@ -233,8 +244,29 @@ def check_echo(where, rec):
     if not 0 < rec["p99_us"] <= rec["wall_s"] * 1e6:
         errors.append("%s: p99_us=%r not in (0, wall_s]" % (where, rec["p99_us"]))
 
+def check_agents(where, rec):
+    if rec["tasks"] != AGENTS:
+        errors.append("%s: expected tasks=%d, got %d" % (where, AGENTS, rec["tasks"]))
+    want = AGENTS * STEPS / rec["wall_s"]
+    if abs(rec["steps_per_s"] - want) > 0.01 * want + 1:
+        errors.append("%s: steps_per_s=%r, expected agents*steps/wall_s = %.1f"
+                      % (where, rec["steps_per_s"], want))
+    bound = LLM_CONC * 1000.0 / LLM_MS
+    # A step waits tool_ms and llm_ms at least: nothing beats the bound.
+    if rec["steps_per_s"] > 1.02 * bound:
+        errors.append("%s: steps_per_s=%r over the bound %g" % (where, rec["steps_per_s"], bound))
+    if "bound_frac" in rec and abs(rec["bound_frac"] - rec["steps_per_s"] / bound) > 0.001:
+        errors.append("%s: bound_frac=%r, expected steps_per_s/%g" % (where, rec["bound_frac"], bound))
+    if not 0.9 * (TOOL_MS + LLM_MS) <= rec["p50_ms"] <= rec["p99_ms"] <= rec["wall_s"] * 1e3:
+        errors.append("%s: expected %g <= p50_ms (%r) <= p99_ms (%r) <= wall_s" % (
+            where, 0.9 * (TOOL_MS + LLM_MS), rec["p50_ms"], rec["p99_ms"]))
+    cpus = os.cpu_count() or 1
+    if not 0 < rec["cpu_s_per_step"] * AGENTS * STEPS <= rec["wall_s"] * cpus * 1.1 + 0.2:
+        errors.append("%s: cpu_s_per_step=%r: more CPU than %d CPUs have in wall_s, or none"
+                      % (where, rec["cpu_s_per_step"], cpus))
+
 for rt in (("myriad",) if sys.argv[2] == "1" else ()) + ("go", "tokio", "tbb"):
-    for wl, check in (("park", check_park), ("echo", check_echo)):
+    for wl, check in (("park", check_park), ("echo", check_echo), ("agents", check_agents)):
         where = "%s %s" % (rt, wl)
         runs = [r for r in report["runs"] if r["runtime"] == rt and r["workload"] == wl]
         if len(runs) != 1 or not isinstance(runs[0].get("line"), str):
@@ -262,7 +294,7 @@ for rt in (("myriad",) if sys.argv[2] == "1" else ()) + ("go", "tokio", "tbb"):
         if runs[0]["status"] != "ok":
             errors.append("%s: bench/compare says %r" % (where, runs[0]["status"]))
         check(where, rec)
-    for wl in ("park", "echo"):
+    for wl in ("park", "echo", "agents"):
         s = report["summary"].get(wl, {}).get("runtimes", {}).get(rt)
         if s is None or (rt != "tbb") != (s.get("median") is not None):
             errors.append("summary %s %s: median %r" % (wl, rt, s and s.get("median")))
@@ -271,13 +303,19 @@ if report["summary"].get("park", {}).get("better") != "lower" or \
     errors.append("summary park: headline should be bytes_per_task, lower is better")
 if report["summary"].get("echo", {}).get("key") != "msgs_per_s":
     errors.append("summary echo: headline should be msgs_per_s")
+agents_summary = report["summary"].get("agents", {})
+if agents_summary.get("key") != "steps_per_s" or agents_summary.get("better") != "higher":
+    errors.append("summary agents: headline should be steps_per_s, higher is better")
+for key in ("cpu_s_per_step", "p99_ms"):
+    if key not in agents_summary.get("also", {}):
+        errors.append("summary agents: no %s beside the headline" % key)
 
 if errors:
-    print("FAIL: %d problem(s) in the park/echo %s" % (len(errors), os.path.basename(path)))
+    print("FAIL: %d problem(s) in the park/echo/agents %s" % (len(errors), os.path.basename(path)))
     for e in errors:
         print("  " + e)
     sys.exit(1)
-print("park and echo RESULT lines: ok (%s; tbb unsupported)" % ("myriad, go, tokio" if sys.argv[2] == "1" else "go, tokio"))
+print("park, echo and agents RESULT lines: ok (%s; tbb unsupported)" % ("myriad, go, tokio" if sys.argv[2] == "1" else "go, tokio"))
 PY
 
 if [ "$fail" != 0 ]; then

@@ -34,16 +34,30 @@
 //     each checked); TCP_NODELAY is Go's default on both sides. A round trip
 //     is one message: msgs_per_s = conns * rounds / wall_s. tasks = conns
 //     (the client goroutines; the server goroutines are not counted).
+//   - agents: a goroutine per agent. Its tool connection is pooled: one
+//     net.Dial per agent when it starts, kept for all its steps (a bufio
+//     Reader for the answer lines). The LLM calls go through one
+//     http.Client whose Transport is tuned for one busy host:
+//     MaxConnsPerHost = MaxIdleConnsPerHost = llm_concurrency (requests
+//     beyond it wait for a connection, as myriad's window), no
+//     compression, no HTTP/2; the body is built with encoding/json and the
+//     answer decoded with it (choices[0].message.content must not be
+//     empty), then drained and closed so that the connection is reused.
+//     The servers are not started here: bench/compare passes --tool-port
+//     and --llm-port (exit 2 without them). cpu_s_per_step is getrusage
+//     (RUSAGE_SELF) user+sys over the run / (agents * steps).
 //   - peak_rss_kb: VmHWM of /proc/self/status (see peakRSSKB).
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"sort"
@@ -57,7 +71,7 @@ import (
 
 func usage(msg string) {
 	fmt.Fprintf(os.Stderr, "go peer: %s\n", msg)
-	fmt.Fprintln(os.Stderr, "usage: run <spawn|chain|fib|yield|pingpong|park|echo|agents|noisy> [--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R] [--n N --sleep-ms S] [--conns C --rounds R]")
+	fmt.Fprintln(os.Stderr, "usage: run <spawn|chain|fib|yield|pingpong|park|echo|agents|noisy> [--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R] [--n N --sleep-ms S] [--conns C --rounds R] [--agents A --steps S --tool-ms T --llm-ms L --llm-concurrency C --tool-port P --llm-port P]")
 	os.Exit(2)
 }
 
@@ -70,10 +84,11 @@ var params = map[string][]string{
 	"pingpong": {"pairs", "rounds"},
 	"park":     {"n", "sleep-ms"},
 	"echo":     {"conns", "rounds"},
+	"agents":   {"agents", "steps", "tool-ms", "llm-ms", "llm-concurrency", "tool-port", "llm-port"},
 }
 
 // Workloads of BENCH.md this peer does not implement (yet).
-var unsupported = map[string]bool{"agents": true, "noisy": true}
+var unsupported = map[string]bool{"noisy": true}
 
 func parseArgs(workload string, args []string) map[string]int64 {
 	allowed := map[string]bool{"workers": true}
@@ -98,12 +113,15 @@ func parseArgs(workload string, args []string) map[string]int64 {
 			val = args[i]
 		}
 		v, err := strconv.ParseInt(val, 10, 64)
-		min := int64(1)
-		if workload == "fib" && name == "n" {
+		min, max := int64(1), int64(1<<62)
+		if (workload == "fib" && name == "n") || name == "tool-ms" {
 			min = 0
 		}
-		if err != nil || v < min {
-			usage(fmt.Sprintf("bad value %q for --%s (an integer >= %d)", val, name, min))
+		if strings.HasSuffix(name, "-port") || name == "llm-concurrency" {
+			max = 65535
+		}
+		if err != nil || v < min || v > max {
+			usage(fmt.Sprintf("bad value %q for --%s (an integer from %d to %d)", val, name, min, max))
 		}
 		if _, dup := vals[name]; dup {
 			usage(fmt.Sprintf("flag --%s given twice", name))
@@ -265,7 +283,16 @@ func main() {
 			return
 		}
 	case "echo":
-		raiseNofile(uint64(2*get(vals, "conns", 10000) + echoSpareFDs))
+		raiseNofile(uint64(2*get(vals, "conns", 10000)+echoSpareFDs), "echo (2 per connection and some to spare)", "--conns", 2, echoSpareFDs)
+	case "agents":
+		if _, ok := vals["tool-port"]; !ok {
+			usage("agents needs --tool-port and --llm-port (bench/compare starts the servers)")
+		}
+		if _, ok := vals["llm-port"]; !ok {
+			usage("agents needs --tool-port and --llm-port (bench/compare starts the servers)")
+		}
+		spare := uint64(get(vals, "llm-concurrency", 256) + agentSpareFDs)
+		raiseNofile(uint64(get(vals, "agents", 10000))+spare, "agents (a tool connection per agent, the LLM connections and some to spare)", "--agents", 1, spare)
 	}
 
 	stopProgress := progress(workload)
@@ -297,6 +324,14 @@ func main() {
 	case "echo":
 		tasks = get(vals, "conns", 10000)
 		wall, extra = runEcho(tasks, get(vals, "rounds", 100))
+	case "agents":
+		tasks = get(vals, "agents", 10000)
+		wall, extra = runAgents(agentParams{
+			agents: tasks, steps: get(vals, "steps", 10),
+			toolMS: get(vals, "tool-ms", 2), llmMS: get(vals, "llm-ms", 20),
+			llmConc:  get(vals, "llm-concurrency", 256),
+			toolPort: get(vals, "tool-port", 0), llmPort: get(vals, "llm-port", 0),
+		})
 	}
 	if wall == 0 {
 		wall = time.Since(start).Seconds()
@@ -437,8 +472,9 @@ const echoSpareFDs = 16
 
 // raiseNofile sets the soft RLIMIT_NOFILE to the hard limit, and (where the
 // process may, e.g. as root) the hard limit to need when it is below; it
-// exits 2 when need descriptors cannot be had.
-func raiseNofile(need uint64) {
+// exits 2 when need descriptors cannot be had, saying what they are for and
+// how many of unit fit (per descriptors each, besides spare).
+func raiseNofile(need uint64, what, unit string, per, spare uint64) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		fmt.Fprintf(os.Stderr, "go peer: getrlimit: %v\n", err)
@@ -453,8 +489,12 @@ func raiseNofile(need uint64) {
 	}
 	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
 	if rl.Max < need {
-		fmt.Fprintf(os.Stderr, "go peer: echo needs %d file descriptors (2 per connection + %d), RLIMIT_NOFILE hard limit is %d: raise it (ulimit -Hn) or use --conns %d or fewer\n",
-			need, echoSpareFDs, rl.Max, (int64(rl.Max)-echoSpareFDs)/2)
+		fit := uint64(0)
+		if rl.Max > spare {
+			fit = (rl.Max - spare) / per
+		}
+		fmt.Fprintf(os.Stderr, "go peer: %s needs %d file descriptors, RLIMIT_NOFILE hard limit is %d: raise it (ulimit -Hn) or use %s %d or fewer\n",
+			what, need, rl.Max, unit, fit)
 		os.Exit(2)
 	}
 }
@@ -617,4 +657,194 @@ func runEcho(conns, rounds int64) (float64, string) {
 	// when /proc/net/netstat cannot be read.
 	return wall, fmt.Sprintf(" msgs_per_s=%.0f p99_us=%.1f%s",
 		float64(conns*rounds)/wall, float64(p99)/1e3, overflowsKey)
+}
+
+// --- agents --------------------------------------------------------------------
+
+const (
+	agentBufLen = 4096
+	agentPasses = 4
+	// Descriptors besides one per agent and the LLM connections: stdio,
+	// the netpoller, connections being closed.
+	agentSpareFDs = 64
+)
+
+type agentParams struct {
+	agents, steps, toolMS, llmMS, llmConc, toolPort, llmPort int64
+}
+
+// agentBuf is the CPU work's shared read-only buffer: byte i is
+// i * 131 + 7 (mod 256), as in every runner.
+var agentBuf = func() []byte {
+	b := make([]byte, agentBufLen)
+	for i := range b {
+		b[i] = byte(i*131 + 7)
+	}
+	return b
+}()
+
+// agentCPU is FNV-1a (32 bit) over agentBuf, agentPasses times, from seed.
+func agentCPU(seed uint32) uint32 {
+	h := uint32(2166136261) ^ seed
+	for p := 0; p < agentPasses; p++ {
+		for _, c := range agentBuf {
+			h ^= uint32(c)
+			h *= 16777619
+		}
+	}
+	return h
+}
+
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type chatRequest struct {
+	Model    string        `json:"model"`
+	Messages []chatMessage `json:"messages"`
+}
+
+type chatResponse struct {
+	Choices []struct {
+		Message struct {
+			Content string `json:"content"`
+		} `json:"message"`
+	} `json:"choices"`
+}
+
+// llmCall posts one chat completion and returns choices[0].message.content.
+func llmCall(client *http.Client, url, content string) (string, error) {
+	body, err := json.Marshal(chatRequest{Model: "mock",
+		Messages: []chatMessage{{Role: "user", Content: content}}})
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	// Drained and closed: the connection goes back to the pool.
+	defer func() {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HTTP status %d", resp.StatusCode)
+	}
+	var cr chatResponse
+	if err := json.NewDecoder(resp.Body).Decode(&cr); err != nil {
+		return "", fmt.Errorf("response: %v", err)
+	}
+	if len(cr.Choices) == 0 || cr.Choices[0].Message.Content == "" {
+		return "", errors.New("empty choices[0].message.content")
+	}
+	return cr.Choices[0].Message.Content, nil
+}
+
+// agent runs its steps and stores each one's latency in lats.
+func agent(p *agentParams, client *http.Client, url string, toolAddr string,
+	id int64, lats []int64, sink *atomic.Uint32) error {
+	c, err := dialRetry(toolAddr)
+	if err != nil {
+		return fmt.Errorf("connect to the tool server: %v", err)
+	}
+	// The agent's pooled tool connection, kept for all its steps.
+	defer c.Close()
+	rd := bufio.NewReader(c)
+	var h uint32
+	for s := int64(0); s < p.steps; s++ {
+		t := time.Now()
+		// 1. CPU work.
+		h = agentCPU(uint32(id*1000003 + s))
+		// 2. The tool call: one line, answered "ok <line>".
+		line := fmt.Sprintf("agent %d step %d fnv %08x\n", id, s, h)
+		if _, err := io.WriteString(c, line); err != nil {
+			return fmt.Errorf("tool send: %v", err)
+		}
+		ans, err := rd.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("tool recv: %v", err)
+		}
+		if ans != "ok "+line {
+			return fmt.Errorf("tool answer %q is not \"ok <request>\"", ans)
+		}
+		// 3. The LLM call.
+		msg := fmt.Sprintf("agent %d step %d: the tool said ok (fnv %08x)", id, s, h)
+		if _, err := llmCall(client, url, msg); err != nil {
+			return fmt.Errorf("LLM call: %v", err)
+		}
+		lats[s] = int64(time.Since(t))
+	}
+	for {
+		old := sink.Load()
+		if sink.CompareAndSwap(old, old^h) {
+			break
+		}
+	}
+	return nil
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)*1e-6
+}
+
+// runAgents returns (wall, extra keys).
+func runAgents(p agentParams) (float64, string) {
+	conc := int(p.llmConc)
+	transport := &http.Transport{
+		MaxIdleConns:        conc,
+		MaxIdleConnsPerHost: conc,
+		MaxConnsPerHost:     conc,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+		IdleConnTimeout:     90 * time.Second,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+	}
+	client := &http.Client{Transport: transport}
+	url := fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", p.llmPort)
+	toolAddr := fmt.Sprintf("127.0.0.1:%d", p.toolPort)
+
+	lats := make([]int64, p.agents*p.steps)
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	var sink atomic.Uint32
+	var wg sync.WaitGroup
+	wg.Add(int(p.agents))
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	for i := int64(0); i < p.agents; i++ {
+		go func(id int64) {
+			defer wg.Done()
+			err := agent(&p, client, url, toolAddr, id, lats[id*p.steps:(id+1)*p.steps], &sink)
+			if err != nil && failed.Add(1) == 1 {
+				firstErr.Store(fmt.Sprintf("agent %d: %v", id, err))
+			}
+		}(i)
+	}
+	wg.Wait()
+	wall := time.Since(start).Seconds()
+	cpu := cpuSeconds() - cpu0
+	transport.CloseIdleConnections()
+	if n := failed.Load(); n > 0 {
+		fmt.Fprintf(os.Stderr, "go peer: agents: %d of %d agents failed; first: %s\n", n, p.agents, firstErr.Load())
+		os.Exit(1)
+	}
+	n := len(lats)
+	sort.Sort(int64s(lats))
+	steps := float64(n)
+	sps := steps / wall
+	// Nearest rank, as every runner.
+	return wall, fmt.Sprintf(" steps_per_s=%.1f cpu_s_per_step=%.9f p50_ms=%.3f p99_ms=%.3f bound_frac=%.4f",
+		sps, cpu/steps, float64(lats[(n*50+99)/100-1])/1e6, float64(lats[(n*99+99)/100-1])/1e6,
+		sps/(float64(p.llmConc)*1000/float64(p.llmMS)))
 }

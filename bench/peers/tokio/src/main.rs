@@ -33,6 +33,19 @@
 //!   checked), `set_nodelay(true)` on both sides (Go's default). A round
 //!   trip is one message: msgs_per_s = conns * rounds / wall_s. tasks =
 //!   conns (the client tasks; the server tasks are not counted).
+//! - agents: a task per agent (`tokio::spawn`). Its tool connection is
+//!   pooled: one `TcpStream::connect` per agent when it starts, kept for
+//!   all its steps (a `BufReader` reads the answer lines). The LLM calls go
+//!   through one hyper 0.14 `Client` (HTTP/1.1, `HttpConnector` with
+//!   TCP_NODELAY, `pool_max_idle_per_host` = llm_concurrency) behind a
+//!   `Semaphore` of llm_concurrency permits, held until the response body
+//!   is read, so that at most llm_concurrency requests (and connections)
+//!   are out at once, as myriad's window and Go's MaxConnsPerHost. The body
+//!   is built and the answer decoded with serde_json (Debian's
+//!   librust-serde-json-dev; choices[0].message.content must not be
+//!   empty). The servers are not started here: bench/compare passes
+//!   --tool-port and --llm-port (exit 2 without them). cpu_s_per_step is
+//!   getrusage (RUSAGE_SELF) user+sys over the run / (agents * steps).
 //! - peak_rss_kb: VmHWM of /proc/self/status (see peak_rss_kb).
 
 use std::collections::HashMap;
@@ -40,13 +53,14 @@ use std::process::exit;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 const USAGE: &str = "usage: run <spawn|chain|fib|yield|pingpong|park|echo|agents|noisy> \
-[--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R] [--n N --sleep-ms S] [--conns C --rounds R]";
+[--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R] [--n N --sleep-ms S] [--conns C --rounds R] \
+[--agents A --steps S --tool-ms T --llm-ms L --llm-concurrency C --tool-port P --llm-port P]";
 
 fn usage(msg: &str) -> ! {
     eprintln!("tokio peer: {}", msg);
@@ -62,12 +76,21 @@ fn params(workload: &str) -> Option<&'static [&'static str]> {
         "pingpong" => Some(&["pairs", "rounds"]),
         "park" => Some(&["n", "sleep-ms"]),
         "echo" => Some(&["conns", "rounds"]),
+        "agents" => Some(&[
+            "agents",
+            "steps",
+            "tool-ms",
+            "llm-ms",
+            "llm-concurrency",
+            "tool-port",
+            "llm-port",
+        ]),
         _ => None,
     }
 }
 
 /// Workloads of BENCH.md this peer does not implement (yet).
-const UNSUPPORTED: &[&str] = &["agents", "noisy"];
+const UNSUPPORTED: &[&str] = &["noisy"];
 
 fn parse_args(workload: &str, args: &[String]) -> HashMap<String, u64> {
     let allowed = params(workload).unwrap();
@@ -95,16 +118,21 @@ fn parse_args(workload: &str, args: &[String]) -> HashMap<String, u64> {
                 name, workload
             ));
         }
-        let min = if workload == "fib" && name == "n" {
+        let min = if (workload == "fib" && name == "n") || name == "tool-ms" {
             0
         } else {
             1
         };
+        let max = if name.ends_with("-port") || name == "llm-concurrency" {
+            65535
+        } else {
+            1 << 62
+        };
         let v: u64 = match val.parse() {
-            Ok(v) if v >= min => v,
+            Ok(v) if v >= min && v <= max => v,
             _ => usage(&format!(
-                "bad value {:?} for --{} (an integer >= {})",
-                val, name, min
+                "bad value {:?} for --{} (an integer from {} to {})",
+                val, name, min, max
             )),
         };
         if vals.insert(name.clone(), v).is_some() {
@@ -391,8 +419,10 @@ const ECHO_SPARE_FDS: u64 = 16;
 
 /// Sets the soft RLIMIT_NOFILE to the hard limit, and (where the process
 /// may, e.g. with CAP_SYS_RESOURCE) the hard limit to `need` when it is
-/// below; exits 2 when `need` descriptors cannot be had.
-fn raise_nofile(need: u64) {
+/// below; exits 2 when `need` descriptors cannot be had, saying what they
+/// are for and how many of `unit` fit (`per` descriptors each, besides
+/// `spare`).
+fn raise_nofile(need: u64, what: &str, unit: &str, per: u64, spare: u64) {
     let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
         eprintln!("tokio peer: getrlimit: {}", std::io::Error::last_os_error());
@@ -407,12 +437,13 @@ fn raise_nofile(need: u64) {
             return;
         }
         eprintln!(
-            "tokio peer: echo needs {} file descriptors (2 per connection + {}), RLIMIT_NOFILE \
-             hard limit is {}: raise it (ulimit -Hn) or use --conns {} or fewer",
+            "tokio peer: {} needs {} file descriptors, RLIMIT_NOFILE hard limit is {}: \
+             raise it (ulimit -Hn) or use {} {} or fewer",
+            what,
             need,
-            ECHO_SPARE_FDS,
             rl.rlim_max,
-            (rl.rlim_max as u64).saturating_sub(ECHO_SPARE_FDS) / 2
+            unit,
+            (rl.rlim_max as u64).saturating_sub(spare) / per
         );
         exit(2);
     }
@@ -584,6 +615,232 @@ async fn run_echo(conns: u64, rounds: u64) -> (f64, String) {
     )
 }
 
+// --- agents --------------------------------------------------------------------
+
+const AGENT_BUF_LEN: usize = 4096;
+const AGENT_PASSES: usize = 4;
+/// Descriptors besides one per agent and the LLM connections: stdio, epoll,
+/// mio's waker, connections being closed.
+const AGENT_SPARE_FDS: u64 = 64;
+
+struct AgentParams {
+    agents: u64,
+    steps: u64,
+    llm_ms: u64,
+    llm_conc: u64,
+    tool_port: u16,
+    llm_port: u16,
+}
+
+/// What every agent shares.
+struct Agents {
+    buf: &'static [u8],
+    client: hyper::Client<hyper::client::HttpConnector, hyper::Body>,
+    url: hyper::Uri,
+    permits: Semaphore,
+    tool: std::net::SocketAddr,
+    steps: u64,
+    sink: std::sync::atomic::AtomicU32,
+}
+
+/// FNV-1a (32 bit) over the shared buffer, AGENT_PASSES times, from `seed`.
+fn agent_cpu(buf: &[u8], seed: u32) -> u32 {
+    let mut h = 2166136261u32 ^ seed;
+    for _ in 0..AGENT_PASSES {
+        for &c in buf {
+            h ^= c as u32;
+            h = h.wrapping_mul(16777619);
+        }
+    }
+    h
+}
+
+#[derive(serde::Serialize)]
+struct ChatMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: [ChatMessage<'a>; 1],
+}
+
+#[derive(serde::Deserialize)]
+struct ChatResponse {
+    choices: Vec<ChatChoice>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChatChoice {
+    message: ChatContent,
+}
+
+#[derive(serde::Deserialize)]
+struct ChatContent {
+    content: String,
+}
+
+/// One chat completion; returns choices[0].message.content.
+async fn llm_call(g: &Agents, content: &str) -> Result<String, String> {
+    let body = serde_json::to_vec(&ChatRequest {
+        model: "mock",
+        messages: [ChatMessage {
+            role: "user",
+            content,
+        }],
+    })
+    .map_err(|e| e.to_string())?;
+    let req = hyper::Request::post(g.url.clone())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(hyper::Body::from(body))
+        .map_err(|e| e.to_string())?;
+    // Held until the body is read: the connection is busy until then.
+    let permit = g.permits.acquire().await.map_err(|e| e.to_string())?;
+    let resp = g.client.request(req).await.map_err(|e| e.to_string())?;
+    if resp.status() != hyper::StatusCode::OK {
+        return Err(format!("HTTP status {}", resp.status()));
+    }
+    let bytes = hyper::body::to_bytes(resp.into_body())
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(permit);
+    let cr: ChatResponse =
+        serde_json::from_slice(&bytes).map_err(|e| format!("response: {}", e))?;
+    match cr.choices.into_iter().next() {
+        Some(c) if !c.message.content.is_empty() => Ok(c.message.content),
+        _ => Err("empty choices[0].message.content".to_string()),
+    }
+}
+
+/// Runs one agent's steps; returns each step's latency in ns.
+async fn agent(g: Arc<Agents>, id: u64) -> Result<Vec<u64>, String> {
+    let mut tool = connect_retry(g.tool)
+        .await
+        .map_err(|e| format!("connect to the tool server: {}", e))?;
+    tool.set_nodelay(true)
+        .map_err(|e| format!("nodelay: {}", e))?;
+    // The agent's pooled tool connection, kept for all its steps.
+    let (rd, mut wr) = tool.split();
+    let mut rd = BufReader::new(rd);
+    let mut lats = Vec::with_capacity(g.steps as usize);
+    let mut ans = String::new();
+    let mut h = 0;
+    for s in 0..g.steps {
+        let t = Instant::now();
+        // 1. CPU work.
+        h = agent_cpu(g.buf, id.wrapping_mul(1000003).wrapping_add(s) as u32);
+        // 2. The tool call: one line, answered "ok <line>".
+        let line = format!("agent {} step {} fnv {:08x}\n", id, s, h);
+        wr.write_all(line.as_bytes())
+            .await
+            .map_err(|e| format!("tool send: {}", e))?;
+        ans.clear();
+        let n = rd
+            .read_line(&mut ans)
+            .await
+            .map_err(|e| format!("tool recv: {}", e))?;
+        if n == 0 {
+            return Err("tool recv: unexpected end of stream".to_string());
+        }
+        if !(ans.len() == line.len() + 3 && ans.starts_with("ok ") && ans[3..] == line) {
+            return Err(format!("tool answer {:?} is not \"ok <request>\"", ans));
+        }
+        // 3. The LLM call.
+        let msg = format!("agent {} step {}: the tool said ok (fnv {:08x})", id, s, h);
+        llm_call(&g, &msg)
+            .await
+            .map_err(|e| format!("LLM call: {}", e))?;
+        lats.push(t.elapsed().as_nanos() as u64);
+    }
+    g.sink.fetch_xor(h, Ordering::Relaxed);
+    Ok(lats)
+}
+
+fn cpu_seconds() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) as f64
+        + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) as f64 * 1e-6
+}
+
+/// Returns (wall, extra keys).
+async fn run_agents(p: AgentParams) -> (f64, String) {
+    // Byte i is i * 131 + 7 (mod 256), as in every runner; built at run
+    // time, as in the others.
+    let buf: Vec<u8> = (0..AGENT_BUF_LEN).map(|i| (i * 131 + 7) as u8).collect();
+    let mut connector = hyper::client::HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = hyper::Client::builder()
+        .pool_max_idle_per_host(p.llm_conc as usize)
+        .build(connector);
+    let g = Arc::new(Agents {
+        buf: Box::leak(buf.into_boxed_slice()),
+        client,
+        url: format!("http://127.0.0.1:{}/v1/chat/completions", p.llm_port)
+            .parse()
+            .unwrap(),
+        permits: Semaphore::new(p.llm_conc as usize),
+        tool: std::net::SocketAddr::from(([127, 0, 0, 1], p.tool_port)),
+        steps: p.steps,
+        sink: std::sync::atomic::AtomicU32::new(0),
+    });
+    let agents = p.agents;
+    let cpu0 = cpu_seconds();
+    let (wall, lats) = tokio::spawn(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..agents)
+            .map(|id| tokio::spawn(agent(g.clone(), id)))
+            .collect();
+        let mut all = Vec::with_capacity((agents * g.steps) as usize);
+        let mut failed = 0;
+        let mut first_err = String::new();
+        for (id, h) in handles.into_iter().enumerate() {
+            match h.await.unwrap() {
+                Ok(l) => all.extend(l),
+                Err(e) => {
+                    if failed == 0 {
+                        first_err = format!("agent {}: {}", id, e);
+                    }
+                    failed += 1;
+                }
+            }
+        }
+        let wall = start.elapsed().as_secs_f64();
+        if failed > 0 {
+            eprintln!(
+                "tokio peer: agents: {} of {} agents failed; first: {}",
+                failed, agents, first_err
+            );
+            exit(1);
+        }
+        (wall, all)
+    })
+    .await
+    .unwrap();
+    let cpu = cpu_seconds() - cpu0;
+    let mut lats = lats;
+    lats.sort_unstable();
+    let n = lats.len();
+    let steps = n as f64;
+    let sps = steps / wall;
+    // Nearest rank, as every runner.
+    (
+        wall,
+        format!(
+            " steps_per_s={:.1} cpu_s_per_step={:.9} p50_ms={:.3} p99_ms={:.3} bound_frac={:.4}",
+            sps,
+            cpu / steps,
+            lats[(n * 50 + 99) / 100 - 1] as f64 / 1e6,
+            lats[(n * 99 + 99) / 100 - 1] as f64 / 1e6,
+            sps / (p.llm_conc as f64 * 1000.0 / p.llm_ms as f64)
+        ),
+    )
+}
+
 fn fib_seq(n: u64) -> u64 {
     let (mut a, mut b) = (0u64, 1u64);
     for _ in 0..n {
@@ -615,7 +872,26 @@ fn main() {
             println!("RESULT workload=park unsupported=1");
             return;
         }
-        "echo" => raise_nofile(2 * get("conns", 10_000) + ECHO_SPARE_FDS),
+        "echo" => raise_nofile(
+            2 * get("conns", 10_000) + ECHO_SPARE_FDS,
+            "echo (2 per connection and some to spare)",
+            "--conns",
+            2,
+            ECHO_SPARE_FDS,
+        ),
+        "agents" => {
+            if !vals.contains_key("tool-port") || !vals.contains_key("llm-port") {
+                usage("agents needs --tool-port and --llm-port (bench/compare starts the servers)");
+            }
+            let spare = get("llm-concurrency", 256) + AGENT_SPARE_FDS;
+            raise_nofile(
+                get("agents", 10_000) + spare,
+                "agents (a tool connection per agent, the LLM connections and some to spare)",
+                "--agents",
+                1,
+                spare,
+            );
+        }
         _ => {}
     }
 
@@ -641,7 +917,7 @@ fn main() {
 
     let stop = progress(workload);
     let start = Instant::now();
-    // park and echo measure their own wall (from the first spawn).
+    // park, echo and agents measure their own wall (from the first spawn).
     let mut own_wall = None;
     let (tasks, extra) = rt.block_on(async {
         match workload {
@@ -677,6 +953,20 @@ fn main() {
                 own_wall = Some(w);
                 (c, extra)
             }
+            "agents" => {
+                let a = get("agents", 10_000);
+                let (w, extra) = run_agents(AgentParams {
+                    agents: a,
+                    steps: get("steps", 10),
+                    llm_ms: get("llm-ms", 20),
+                    llm_conc: get("llm-concurrency", 256),
+                    tool_port: get("tool-port", 0) as u16,
+                    llm_port: get("llm-port", 0) as u16,
+                })
+                .await;
+                own_wall = Some(w);
+                (a, extra)
+            }
             _ => unreachable!(),
         }
     });
@@ -700,7 +990,7 @@ fn main() {
             " msgs_per_s={:.0}",
             (2 * get("pairs", 1000) * get("rounds", 1000)) as f64 / wall
         ),
-        "park" | "echo" => extra,
+        "park" | "echo" | "agents" => extra,
         _ => unreachable!(),
     };
     println!(
