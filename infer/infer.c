@@ -231,14 +231,18 @@ void infer_cancel(struct io_op *op)
 	struct icall *c = op->u.inf.c;
 	int why = task_cancel_reason(op->task);
 	int z = 0;
+	unsigned i;
 
 	if (!c)
 		return;
+
 	if (atomic_compare_exchange_strong(&c->cancel, &z,
 					   why ? why : -ECANCELED)) {
 		atomic_fetch_add_explicit(&c->pool->ncancel, 1,
 					  memory_order_release);
-		wake_driver(c->pool, NULL);
+		/* Whichever driver owns it now, queue or transfer: all look. */
+		for (i = 0; i < c->pool->ndrv; i++)
+			myriad_waker_wake(c->pool->drv[i].waker);
 	}
 }
 
@@ -669,6 +673,9 @@ static void schedule_retry(struct driver *d, struct icall *c)
 	if (c->http_status == 429) {
 		/* One cooldown for the whole endpoint. */
 		until = now + delay;
+		/* Released after it spread over the jitter window, as the
+		 * calls that wait for the endpoint are (admit()). */
+		delay += rng_next(&d->rng) % (p->o.cooldown_jitter_ns + 1);
 		uint64_t old = atomic_load_explicit(&e->cool_until_ns,
 						    memory_order_relaxed);
 
@@ -773,6 +780,23 @@ static int pick_endpoint(struct myriad_infer *p, uint64_t now,
 	return best;
 }
 
+/*
+ * Take a slot of endpoint 'ep''s window: drivers admit concurrently, so
+ * the check and the increment are one compare-and-swap. False: full.
+ */
+static bool window_take(struct endpoint *e)
+{
+	unsigned f = atomic_load_explicit(&e->inflight, memory_order_relaxed);
+
+	do {
+		if (f >= e->window)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&e->inflight, &f, f + 1,
+							memory_order_relaxed,
+							memory_order_relaxed));
+	return true;
+}
+
 static int transfer_start(struct driver *d, struct icall *c, int ep)
 {
 	struct myriad_infer *p = d->pool;
@@ -832,7 +856,7 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 	c->retry_after_s = -1;
 	c->attempts++;
 	PROBE3(offload_start, c, ep, c->attempts);
-	atomic_fetch_add_explicit(&e->inflight, 1, memory_order_relaxed);
+	/* The window slot was taken by admit() (window_take()). */
 	c->drv = d;
 	c->prev = NULL;
 	c->next = d->active;
@@ -841,7 +865,8 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 	d->active = c;
 	d->nactive++;
 	if (curl_multi_add_handle(d->multi, c->easy) != CURLM_OK) {
-		transfer_end(d, c);
+		active_del(d, c);
+		c->drv = NULL; /* admit() gives the window slot back */
 		return -ENOMEM;
 	}
 	return 0;
@@ -904,9 +929,16 @@ static uint64_t admit(struct driver *d)
 			}
 			break; /* every window is full: wait for a slot */
 		}
+		if (!window_take(&p->eps[ep])) {
+			n = c; /* lost the slot to another driver: pick again */
+			continue;
+		}
 		q_del(p, c);
 		pthread_mutex_unlock(&p->lock);
 		r = transfer_start(d, c, ep);
+		if (r < 0 && !c->drv) /* never reached the multi */
+			atomic_fetch_sub_explicit(&p->eps[ep].inflight, 1,
+						  memory_order_relaxed);
 		if (r < 0)
 			call_complete(c, r,
 				      r == -ETIME
