@@ -20,6 +20,7 @@
 #include "probes.h"
 #include "futex.h"
 #include "io/io.h"
+#include "bpf/signals.h"
 
 /* ---- how many workers ---- */
 
@@ -427,6 +428,10 @@ static void rt_free(struct myriad_rt *rt)
 		free(rt->workers);
 	}
 	shm_close_rt(rt);
+	if (rt->sig) {
+		signals_close(rt->sig);
+		rt->sig = NULL;
+	}
 	if (rt->oarena_ok)
 		arena_destroy(rt->oarena);
 	if (rt->oring_ok)
@@ -473,6 +478,106 @@ static void rt_stop(struct myriad_rt *rt)
 	rt->stopped = true;
 }
 
+/*
+ * Scheduler signals: opened once every worker thread exists (their tids),
+ * before any step runs, when the policy or the options ask. Failing to
+ * open them is not an error: the source is then "none".
+ */
+static void signals_start(struct myriad_rt *rt,
+			  const struct myriad_rt_opts *opts)
+{
+	int want = OPT_HAS(opts, signals) ? opts->signals : 0;
+	const char *e = getenv("MYRIAD_SIGNALS");
+	unsigned flags = 0, i;
+	pid_t *tids;
+	int err;
+
+	if (want == 0) {
+		if (rt->pol->sz >= offsetof(struct myriad_policy_ops, flags) +
+					   sizeof(rt->pol->flags) &&
+		    (rt->pol->flags & MYRIAD_POLICY_SIGNALS))
+			want = 1;
+		if (e && (!strcmp(e, "1") || !strcmp(e, "bpf") ||
+			  !strcmp(e, "proc")))
+			want = 1;
+	}
+	if (want != 1 || rt->nworkers > SIGNALS_MAX_WORKERS)
+		return;
+	if (e && !strcmp(e, "proc"))
+		flags |= SIGNALS_FORCE_PROC;
+	tids = malloc(rt->nworkers * sizeof(*tids));
+	if (!tids)
+		return;
+	for (i = 0; i < rt->nworkers; i++)
+		tids[i] = rt->workers[i].tid;
+	rt->sig = signals_open(tids, rt->nworkers, flags, &err);
+	free(tids);
+	if (!rt->sig)
+		return;
+	/* The workers wait for 'go' (start_lock): they see these. */
+	for (i = 0; i < rt->nworkers; i++)
+		rt->workers[i].sigw = signals_step_word(rt->sig, i);
+}
+
+int myriad_rt_signals_source(const myriad_rt_t *rt, const char **why)
+{
+	if (!rt)
+		return -EINVAL;
+	if (why)
+		*why = rt->sig ? signals_error(rt->sig) : "signals not enabled";
+	if (!rt->sig)
+		return MYRIAD_SIG_NONE;
+	return signals_source(rt->sig) == SIGNALS_BPF ? MYRIAD_SIG_BPF
+						      : MYRIAD_SIG_PROC;
+}
+
+int myriad_rt_signals(myriad_rt_t *rt, unsigned worker,
+		      struct myriad_worker_signals *out)
+{
+	struct worker_signals ws;
+
+	if (!rt || !out || worker >= rt->nworkers)
+		return -EINVAL;
+	if (!rt->sig)
+		return -ENODATA;
+	signals_poll(rt->sig, signals_now_ns());
+	signals_read(rt->sig, worker, &ws);
+	out->preempt = ws.preempt;
+	out->voluntary = ws.voluntary;
+	out->rq_delay_ns = ws.rq_delay_ns;
+	out->rq_delay_count = ws.rq_delay_count;
+	out->oncpu_ns = ws.oncpu_ns;
+	out->offcpu_ns = ws.offcpu_ns;
+	out->migrations = ws.migrations;
+	out->blocks = ws.blocks;
+	out->blocked_ns = ws.blocked_ns;
+	out->cpu = ws.cpu;
+	out->exact = (ws.have & SIGNALS_HAVE_EXACT) ? 1 : 0;
+	return 0;
+}
+
+int myriad_rt_blocks(myriad_rt_t *rt, unsigned worker, struct myriad_block *out,
+		     unsigned n)
+{
+	struct signals_block b[SIGNALS_BLOCK_RING];
+	int k, i;
+
+	if (!rt || (!out && n) || worker >= rt->nworkers)
+		return -EINVAL;
+	if (!rt->sig)
+		return -ENODATA;
+	if (n > SIGNALS_BLOCK_RING)
+		n = SIGNALS_BLOCK_RING;
+	k = signals_blocks(rt->sig, worker, b, n);
+	for (i = 0; i < k; i++) {
+		out[i].task = (const void *)(uintptr_t)b[i].task_id;
+		out[i].step = (const void *)(uintptr_t)b[i].fn;
+		out[i].blocked_ns = b[i].blocked_ns;
+		out[i].at_ns = b[i].start_ns;
+	}
+	return k;
+}
+
 myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 {
 	const struct myriad_policy_ops *pol = &myriad_policy_default;
@@ -498,6 +603,15 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 		}
 		if (OPT_HAS(opts, policy) && opts->policy)
 			pol = opts->policy;
+	}
+	if (!opts || !OPT_HAS(opts, policy) || !opts->policy) {
+		e = getenv("MYRIAD_POLICY");
+		if (e && !strcmp(e, "kernel")) {
+			pol = &myriad_policy_kernel;
+		} else if (e && *e && strcmp(e, "default")) {
+			r = -EINVAL; /* a name we do not know */
+			goto err;
+		}
 	}
 	if (pol->sz < offsetof(struct myriad_policy_ops, steal_victim) +
 			      sizeof(pol->steal_victim) ||
@@ -540,6 +654,7 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	env.sz = sizeof(env);
 	env.workers = n;
 	env.arg = OPT_HAS(opts, policy_arg) ? opts->policy_arg : NULL;
+	env.rt = rt;
 	if (pol->init) {
 		r = pol->init(&rt->pctx, &env);
 		if (r < 0)
@@ -588,6 +703,8 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	pthread_mutex_lock(&rt->start_lock);
 	while (rt->started < n)
 		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
+	if (!rt->start_err)
+		signals_start(rt, opts);
 	rt->go = true;
 	r = rt->start_err;
 	pthread_cond_broadcast(&rt->start_cond);

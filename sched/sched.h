@@ -20,6 +20,8 @@
 
 struct wheel;
 struct offload;
+struct signals;
+struct sig_step;
 struct io_op;
 struct io_bufring;
 
@@ -226,6 +228,7 @@ struct worker {
 	uint64_t tmo_ms;	     /* ... for this deadline */
 	struct __kernel_timespec tmo_ts;
 
+	struct sig_step *sigw; /* the step word the probes read, or NULL */
 	struct io_uring uring; /* parks here, and runs the tasks' I/O */
 	bool uring_ok;
 	unsigned uring_flags;
@@ -277,6 +280,9 @@ struct myriad_rt {
 	unsigned oarena; /* tasks spawned from outside */
 	bool oarena_ok;
 	_Atomic int64_t oallocs, ofrees;
+
+	/* Scheduler signals (bpf/signals.h), or NULL. */
+	struct signals *sig;
 
 	/* Counters in shared memory for other processes (stats.h). */
 	struct myriad_shm *shm;

@@ -10,6 +10,7 @@
 
 #include "sched.h"
 #include "probes.h"
+#include "bpf/signals.h"
 #include "futex.h"
 #include "io/io.h"
 
@@ -358,7 +359,12 @@ void task_run(struct worker *w, struct myriad_task *t)
 		w->current = t;
 		w->budget = 128;
 		PROBE3(run, (int)w->idx, t, t->step);
+		if (unlikely(w->sigw))
+			sig_step_begin(w->sigw, (uint64_t)(uintptr_t)t,
+				       (const void *)t->step, 0);
 		r = t->step(t, task_state(t));
+		if (unlikely(w->sigw))
+			sig_step_end(w->sigw);
 		PROBE3(run_done, (int)w->idx, t, r);
 		w->current = NULL;
 	}

@@ -24,6 +24,17 @@ struct myriad_policy_env {
 	size_t sz;
 	unsigned workers; /* worker threads */
 	void *arg;	  /* myriad_rt_opts.policy_arg */
+	/*
+	 * The runtime, for myriad_rt_signals() from the callbacks (not from
+	 * init: the workers have not started yet).
+	 */
+	myriad_rt_t *rt;
+};
+
+/* myriad_policy_ops.flags */
+enum {
+	/* Open the scheduler signals (myriad_rt_signals()) for this policy. */
+	MYRIAD_POLICY_SIGNALS = 1u << 0,
 };
 
 /*
@@ -66,10 +77,24 @@ struct myriad_policy_ops {
 	 * few dozen scheduling ticks. NULL: all workers.
 	 */
 	unsigned (*active_workers)(void *ctx);
+
+	/* MYRIAD_POLICY_* flags. */
+	unsigned flags;
 };
 
 /* The default policy: random victim, local spawn, all workers active. */
 MYRIAD_API extern const struct myriad_policy_ops myriad_policy_default;
+
+/*
+ * The kernel-aware policy: it reads what the kernel does to the worker
+ * threads (myriad_rt_signals(): eBPF probes, else /proc) and steals from
+ * and spawns away from workers whose CPU is contended, and parks surplus
+ * workers while the process gets fewer CPUs than it has workers (noisy
+ * neighbours, cgroup throttling), bringing them back when that ends. Its
+ * decision ladder is numbered in policy/kernel.c. Selected with
+ * opts.policy, or MYRIAD_POLICY=kernel in the environment.
+ */
+MYRIAD_API extern const struct myriad_policy_ops myriad_policy_kernel;
 
 #ifdef __cplusplus
 }

@@ -37,7 +37,10 @@ struct myriad_rt_opts {
 	 * environment variable MYRIAD_CPU_MAX, else the process's cgroup.
 	 */
 	const char *cpu_max;
-	/* Placement policy; NULL for myriad_policy_default. */
+	/*
+	 * Placement policy; NULL: MYRIAD_POLICY in the environment ("default"
+	 * or "kernel"), else myriad_policy_default.
+	 */
 	const struct myriad_policy_ops *policy;
 	/* Passed to the policy's init callback. */
 	void *policy_arg;
@@ -54,6 +57,11 @@ struct myriad_rt_opts {
 	 * the environment variable MYRIAD_STATS_SHM=1.
 	 */
 	bool stats_shm;
+	/*
+	 * Scheduler signals (myriad/stats.h): 0 when the policy asks for them
+	 * or MYRIAD_SIGNALS says so, 1 on, -1 off.
+	 */
+	int signals;
 };
 
 /*

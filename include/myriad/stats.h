@@ -49,6 +49,68 @@ MYRIAD_API int myriad_rt_counters(const myriad_rt_t *rt, unsigned worker,
  */
 MYRIAD_API int64_t myriad_rt_tasks_live(const myriad_rt_t *rt);
 
+/* Where the scheduler signals come from (myriad_rt_signals_source()). */
+enum myriad_signals_source {
+	MYRIAD_SIG_NONE = 0, /* not opened (no policy asked, not enabled) */
+	MYRIAD_SIG_BPF = 1,  /* eBPF probes on the scheduler: exact */
+	MYRIAD_SIG_PROC = 2, /* /proc, read every 10 ms: coarser */
+};
+
+/*
+ * What the kernel did to one worker thread since the runtime started.
+ * Counters only grow; take differences over time.
+ */
+struct myriad_worker_signals {
+	uint64_t preempt;	 /* involuntary context switches */
+	uint64_t voluntary;	 /* voluntary context switches */
+	uint64_t rq_delay_ns;	 /* runnable but waiting for a CPU */
+	uint64_t rq_delay_count; /* waits measured */
+	uint64_t oncpu_ns;	 /* running */
+	uint64_t offcpu_ns;	 /* not running */
+	uint64_t migrations;	 /* moves between CPUs */
+	uint64_t blocks;	 /* a step blocked in the kernel */
+	uint64_t blocked_ns;	 /* ... for this long in all */
+	int32_t cpu;		 /* the CPU it is on, or last ran on; -1 */
+	uint32_t exact;		 /* 1: per event (eBPF); 0: polled (/proc) */
+};
+
+/*
+ * The signals are opened when the policy asks (myriad_policy_kernel), when
+ * myriad_rt_opts.signals is 1, or with MYRIAD_SIGNALS=1 in the
+ * environment (MYRIAD_SIGNALS=proc forces the /proc source). Returns the
+ * source (enum myriad_signals_source), and in *why (may be NULL) why eBPF
+ * is not it ("" when it is), or -EINVAL.
+ */
+MYRIAD_API int myriad_rt_signals_source(const myriad_rt_t *rt,
+					const char **why);
+
+/*
+ * Worker 'worker''s signals: no system call with eBPF. Returns 0,
+ * -EINVAL, or -ENODATA when the signals are not open.
+ */
+MYRIAD_API int myriad_rt_signals(myriad_rt_t *rt, unsigned worker,
+				 struct myriad_worker_signals *out);
+
+/*
+ * A step that blocked its worker in the kernel (a sleep(), a blocking
+ * read): which task, which step function, for how long.
+ */
+struct myriad_block {
+	const void *task;    /* the task (its address) */
+	const void *step;    /* its step function */
+	uint64_t blocked_ns; /* how long the worker was off its CPU */
+	uint64_t at_ns;	     /* CLOCK_MONOTONIC when it blocked */
+};
+
+/*
+ * The latest blocking events of 'worker', newest first, at most 'n' (at
+ * most 16 are kept). Returns how many, -EINVAL, -ENODATA (signals not
+ * open). With the /proc source only blocks longer than its period are
+ * seen, with durations to about the period.
+ */
+MYRIAD_API int myriad_rt_blocks(myriad_rt_t *rt, unsigned worker,
+				struct myriad_block *out, unsigned n);
+
 /*
  * The shared-memory view of the counters, for tools in other processes
  * (myriad-trace): enabled by myriad_rt_opts.stats_shm or the environment
