@@ -428,6 +428,12 @@ static void rt_free(struct myriad_rt *rt)
 		free(rt->workers);
 	}
 	shm_close_rt(rt);
+	if (rt->sig_poller_ok) {
+		atomic_store_explicit(&rt->sig_stop, true,
+				      memory_order_release);
+		pthread_join(rt->sig_poller, NULL);
+		rt->sig_poller_ok = false;
+	}
 	if (rt->sig) {
 		signals_close(rt->sig);
 		rt->sig = NULL;
@@ -478,6 +484,19 @@ static void rt_stop(struct myriad_rt *rt)
 	rt->stopped = true;
 }
 
+static void *sig_poll_main(void *arg)
+{
+	struct myriad_rt *rt = arg;
+	struct timespec ts = { 0, (long)SIGNALS_PERIOD_NS };
+
+	pthread_setname_np(pthread_self(), "myriad-signals");
+	while (!atomic_load_explicit(&rt->sig_stop, memory_order_acquire)) {
+		signals_poll(rt->sig, signals_now_ns());
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
 /*
  * Scheduler signals: opened once every worker thread exists (their tids),
  * before any step runs, when the policy or the options ask. Failing to
@@ -514,6 +533,14 @@ static void signals_start(struct myriad_rt *rt,
 	free(tids);
 	if (!rt->sig)
 		return;
+	/*
+	 * The /proc source sees only what a poll sees: a thread polls at
+	 * its period, since workers that sleep do not (a block of a step
+	 * happens while the others may all be parked).
+	 */
+	if (signals_source(rt->sig) == SIGNALS_PROC &&
+	    pthread_create(&rt->sig_poller, NULL, sig_poll_main, rt) == 0)
+		rt->sig_poller_ok = true;
 	/* The workers wait for 'go' (start_lock): they see these. */
 	for (i = 0; i < rt->nworkers; i++)
 		rt->workers[i].sigw = signals_step_word(rt->sig, i);

@@ -281,8 +281,11 @@ struct myriad_rt {
 	bool oarena_ok;
 	_Atomic int64_t oallocs, ofrees;
 
-	/* Scheduler signals (bpf/signals.h), or NULL. */
+	/* Scheduler signals (bpf/signals.h), or NULL; /proc's poller. */
 	struct signals *sig;
+	pthread_t sig_poller;
+	bool sig_poller_ok;
+	_Atomic bool sig_stop;
 
 	/* Counters in shared memory for other processes (stats.h). */
 	struct myriad_shm *shm;
