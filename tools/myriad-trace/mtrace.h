@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tools/myriad-trace/mtrace.h: the tool's parts: the target process and
+ * its worker threads (target.c), the eBPF source (trace_bpf.c), and the
+ * text and JSON output (output.c).
+ */
+#ifndef MYRIAD_MTRACE_H
+#define MYRIAD_MTRACE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <myriad/stats.h>
+
+#include "trace.h"
+
+#define MT_MAX_SHM 16 /* runtimes (shm files) followed in one process */
+
+/* counts.have */
+#define HAVE_CTRS (1u << 0)  /* run, steals, parks, wakes */
+#define HAVE_QLEN (1u << 1)  /* queue_len */
+#define HAVE_SCHED (1u << 2) /* preempt, rq_delay_ns, oncpu_ns */
+
+/* One worker thread at one instant: cumulative counts. */
+struct counts {
+	uint64_t run;	 /* steps run */
+	uint64_t steals; /* tasks stolen from other workers */
+	uint64_t parks;
+	uint64_t wakes;
+	uint64_t preempt;     /* involuntary context switches */
+	uint64_t rq_delay_ns; /* runnable, waiting for a CPU */
+	uint64_t oncpu_ns;    /* on a CPU */
+	int64_t queue_len;    /* not cumulative: now; -1 unknown */
+	int cpu;	      /* the CPU it is on or last ran on; -1 */
+	unsigned have;	      /* HAVE_* */
+};
+
+/* A worker thread, a row of the table, while it lives. */
+struct worker {
+	pid_t tid;
+	int idx;      /* N of its name, myriad-w<N> */
+	unsigned row; /* its row in the probes' array */
+	bool alive;
+	bool fresh; /* found by the last scan: no baseline yet */
+	const volatile struct myriad_shm_worker *slot; /* NULL: no shm */
+	struct counts prev;
+};
+
+struct shm_map {
+	char name[64]; /* myriad.<pid>.<n> */
+	const volatile struct myriad_shm *m;
+	size_t len;
+	int ctr_run, ctr_stolen, ctr_parks, ctr_wakes; /* indexes; -1 */
+};
+
+struct target {
+	pid_t pid;
+	char comm[32];
+	char lib[4096];	  /* libmyriad as mapped, "" when not mapped */
+	bool lib_deleted; /* the mapped file was replaced or removed */
+	struct shm_map shm[MT_MAX_SHM];
+	unsigned nshm;
+	struct worker *w;
+	unsigned nw, capw;
+	unsigned next_row;
+};
+
+/*
+ * Check that 'pid' is a myriad process we may trace and fill 't'. Returns
+ * 0, or -errno with a sentence in 'why': -ESRCH (no such process), -EPERM
+ * (another user's, and we are not root), -ENOEXEC (not a myriad process:
+ * no libmyriad mapped and no /dev/shm/myriad.<pid>.* file).
+ */
+int target_open(struct target *t, pid_t pid, char *why, size_t len);
+void target_close(struct target *t);
+
+/* 1 while the process lives (a zombie is gone), else 0. */
+int target_alive(const struct target *t);
+
+/*
+ * Find the worker threads (new ones are appended, fresh; gone ones are
+ * marked dead) and the shm files that appeared, matching slots by tid.
+ * Returns how many workers are new.
+ */
+int target_scan(struct target *t);
+
+/*
+ * Fill 'c' for worker 'w' from the shm slot (counters, queue length) and
+ * /proc (preempt, rq_delay_ns, oncpu_ns, cpu). Returns 0 or -errno (the
+ * thread is gone).
+ */
+int target_read(const struct target *t, const struct worker *w,
+		struct counts *c);
+
+/* ---- the eBPF source (trace_bpf.c) ---- */
+
+struct tbpf;
+
+/*
+ * Load the probes for process 't->pid' and attach them: the USDT probes of
+ * 't->lib' (or the executable when no libmyriad is mapped) and the
+ * scheduler's tracepoints. Returns the source or NULL, with the reason in
+ * 'why'. libbpf's messages go to its log (tbpf_log), never to stderr.
+ */
+struct tbpf *tbpf_open(const struct target *t, char *why, size_t len);
+
+/* Follow worker thread 'tid' in row 'row'. Returns 0 or -errno. */
+int tbpf_add(struct tbpf *b, pid_t tid, unsigned row);
+
+/* Overwrite the runtime counters and scheduler fields of 'c' from 'row'. */
+void tbpf_read(const struct tbpf *b, unsigned row, struct counts *c);
+
+/* The histograms so far (a copy). */
+void tbpf_hists(const struct tbpf *b, struct trace_hists *h);
+
+/* Which optional probes were not found, e.g. "io_submit offload_end". */
+const char *tbpf_missing(const struct tbpf *b);
+
+/* libbpf's warnings from tbpf_open, for --verbose; may be "". */
+const char *tbpf_log(void);
+
+void tbpf_close(struct tbpf *b);
+
+/* ---- output (output.c) ---- */
+
+/* One interval: per-worker deltas (and now-values), and the sums. */
+struct row_out {
+	const struct worker *w;
+	struct counts d; /* counts over the interval; queue_len, cpu: now */
+};
+
+struct interval {
+	double ts;	    /* wall clock at its end, Unix seconds */
+	double secs;	    /* its length */
+	const char *source; /* "bpf" or "shm+proc" */
+	struct row_out *rows;
+	unsigned n;
+	struct counts tot;
+};
+
+void out_table(FILE *f, const struct target *t, const char *header,
+	       const struct interval *iv, bool tty);
+void out_json(FILE *f, const struct interval *iv);
+void out_hists_text(FILE *f, const struct trace_hists *h);
+void out_hists_json(FILE *f, const struct trace_hists *h, const char *source,
+		    double ts);
+void out_no_hists(FILE *f, bool json, const char *source, const char *why,
+		  double ts);
+
+#endif
