@@ -216,6 +216,13 @@ int target_open(struct target *t, pid_t pid, char *why, size_t len)
 	p = strstr(buf, "Name:\t");
 	if (p)
 		sscanf(p + 6, "%31[^\n]", t->comm);
+	/* Exited, not yet reaped: its threads are gone, its shm file not. */
+	p = strstr(buf, "\nState:\t");
+	if (p && (p[8] == 'Z' || p[8] == 'X')) {
+		snprintf(why, len, "process %d (%s) has exited (a zombie)",
+			 (int)pid, t->comm);
+		return -ESRCH;
+	}
 	/* Uid: real effective saved fs */
 	p = strstr(buf, "\nUid:");
 	if (!p || sscanf(p + 5, "%lld %lld", &ruid, &euid) != 2) {
