@@ -78,6 +78,7 @@ struct icall {
 	/* Streaming: content so far, appended by the driver, read by the
 	 * task, under slock; 'sparsed' is how much of 'resp' is parsed. */
 	bool stream, sdone;
+	bool bad_body; /* a stream event was malformed */
 	struct spin slock;
 	char *sbuf;
 	size_t slen, scap, sread, sparsed;
@@ -117,6 +118,7 @@ struct myriad_infer {
 	pthread_mutex_t lock; /* the queue, endpoints list growth */
 	struct icall *qhead, *qtail;
 	unsigned nqueued;
+	unsigned nqdeadline;	  /* queued calls with a deadline */
 	_Atomic unsigned ncancel; /* cancellations not yet seen */
 	struct endpoint *eps;
 	_Atomic unsigned neps;
@@ -154,6 +156,8 @@ static void q_push(struct myriad_infer *p, struct icall *c)
 		p->qhead = c;
 	p->qtail = c;
 	p->nqueued++;
+	if (c->deadline_ns)
+		p->nqdeadline++;
 }
 
 static void q_del(struct myriad_infer *p, struct icall *c)
@@ -168,6 +172,8 @@ static void q_del(struct myriad_infer *p, struct icall *c)
 		p->qtail = c->prev;
 	c->next = c->prev = NULL;
 	p->nqueued--;
+	if (c->deadline_ns)
+		p->nqdeadline--;
 }
 
 static void wake_driver(struct myriad_infer *p, struct driver *d)
@@ -315,6 +321,7 @@ static bool sse_parse(struct icall *c)
 			snprintf(c->err, sizeof(c->err),
 				 "stream event is not JSON: %s", jerr.text);
 			c->sdone = false;
+			c->bad_body = true;
 			return false;
 		}
 		v = json_object_get(j, "choices");
@@ -547,6 +554,8 @@ static int final_code(CURLcode rc, struct icall *c)
 {
 	if (c->too_big)
 		return MYRIAD_INFER_ETOOBIG;
+	if (c->bad_body)
+		return MYRIAD_INFER_EBODY;
 	switch (rc) {
 	case CURLE_OK:
 		return MYRIAD_INFER_EHTTP;
@@ -727,7 +736,7 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		return;
 	}
 	/* A stream that delivered content cannot be replayed. */
-	if (!c->too_big && retryable(rc, code) && !c->slen &&
+	if (!c->too_big && !c->bad_body && retryable(rc, code) && !c->slen &&
 	    c->attempts <= d->pool->o.max_retries) {
 		schedule_retry(d, c);
 		return;
@@ -743,6 +752,8 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		snprintf(c->err, sizeof(c->err),
 			 "response larger than %zu bytes",
 			 d->pool->o.max_response);
+	else if (c->bad_body)
+		; /* sse_parse() said what */
 	else
 		snprintf(c->err, sizeof(c->err), "%s", curl_why(rc));
 	call_complete(c, final_code(rc, c), NULL);
@@ -881,6 +892,7 @@ static uint64_t admit(struct driver *d)
 	struct myriad_infer *p = d->pool;
 	uint64_t now = now_ns(), next = UINT64_MAX, cool = UINT64_MAX;
 	struct icall *c, *n;
+	bool full = false;
 	int ep, r, why;
 
 	pthread_mutex_lock(&p->lock);
@@ -898,6 +910,25 @@ static uint64_t admit(struct driver *d)
 				      why ? "cancelled" : "pool destroyed");
 			pthread_mutex_lock(&p->lock);
 			n = p->qhead; /* the list may have changed */
+			continue;
+		}
+		if (c->deadline_ns && c->deadline_ns <= now) {
+			q_del(p, c);
+			pthread_mutex_unlock(&p->lock);
+			call_complete(c, -ETIME,
+				      "deadline passed in the queue");
+			pthread_mutex_lock(&p->lock);
+			n = p->qhead;
+			continue;
+		}
+		if (c->deadline_ns && c->deadline_ns < next)
+			next = c->deadline_ns; /* wake for it */
+		if (full) {
+			/* Only cancellations and deadlines matter now. */
+			if (!p->nqdeadline &&
+			    !atomic_load_explicit(&p->ncancel,
+						  memory_order_acquire))
+				break;
 			continue;
 		}
 		if (c->not_before_ns > now) {
@@ -927,7 +958,10 @@ static uint64_t admit(struct driver *d)
 				cool = UINT64_MAX;
 				continue;
 			}
-			break; /* every window is full: wait for a slot */
+			/* Every window is full: wait for a slot, but finish the
+			 * scan for cancelled calls and deadlines behind. */
+			full = true;
+			continue;
 		}
 		if (!window_take(&p->eps[ep])) {
 			n = c; /* lost the slot to another driver: pick again */

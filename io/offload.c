@@ -63,9 +63,9 @@ static void *offload_main(void *arg)
 		if (why) {
 			op->res = why;
 		} else {
-			PROBE2(offload_start, op, op->u.blk.fn);
+			PROBE2(blocking_start, op, op->u.blk.fn);
 			op->u.blk.ret = op->u.blk.fn(op->u.blk.arg);
-			PROBE2(offload_end, op, op->u.blk.ret);
+			PROBE2(blocking_end, op, op->u.blk.ret);
 			op->res = 0;
 		}
 		/* Step 3: DONE keeps the flags the task may have set. */

@@ -274,11 +274,11 @@ static void park_common(struct worker *w, bool look)
 	park_reap(w);
 	io_timers_poll(w);
 
-	PROBE1(wake, (int)w->idx);
 	/* Step 6. */
 	if (!idle_unpark_self(rt, w)) {
 		w->searching = true;
 		CTR_INC(w, MYRIAD_CTR_WAKES);
+		PROBE1(wake, (int)w->idx); /* woken by another thread */
 	}
 }
 

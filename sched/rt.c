@@ -730,8 +730,13 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	pthread_mutex_lock(&rt->start_lock);
 	while (rt->started < n)
 		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
-	if (!rt->start_err)
+	if (!rt->start_err) {
 		signals_start(rt, opts);
+		/* Before 'go': the workers read rt->shm once released. */
+		if ((OPT_HAS(opts, stats_shm) && opts->stats_shm) ||
+		    ((e = getenv("MYRIAD_STATS_SHM")) && !strcmp(e, "1")))
+			shm_open_rt(rt);
+	}
 	rt->go = true;
 	r = rt->start_err;
 	pthread_cond_broadcast(&rt->start_cond);
@@ -743,9 +748,6 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 				pthread_join(rt->workers[i].thread, NULL);
 		goto err_free;
 	}
-	if ((OPT_HAS(opts, stats_shm) && opts->stats_shm) ||
-	    ((e = getenv("MYRIAD_STATS_SHM")) && !strcmp(e, "1")))
-		shm_open_rt(rt);
 	return rt;
 
 err_free:

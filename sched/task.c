@@ -350,12 +350,11 @@ void task_run(struct worker *w, struct myriad_task *t)
 				io_task_cancel(w, t);
 		}
 	}
-	CTR_INC(w, MYRIAD_CTR_RUN);
-
 	w->joined = false;
 	if (unlikely(s & TF_ZOMBIE)) {
-		r = MYRIAD_DONE;
+		r = MYRIAD_DONE; /* finishing after its children: no step */
 	} else {
+		CTR_INC(w, MYRIAD_CTR_RUN);
 		w->current = t;
 		w->budget = 128;
 		PROBE3(run, (int)w->idx, t, t->step);

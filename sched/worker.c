@@ -180,9 +180,10 @@ static struct myriad_task *worker_search(struct worker *w)
 		for (a = 0; a < n && !t; a++)
 			if (a != w->idx)
 				t = lq_steal_lifo(&rt->workers[a]);
-		if (t)
+		if (t) {
 			CTR_INC(w, MYRIAD_CTR_STOLEN);
-		else
+			PROBE3(steal, (int)w->idx, -1, 1); /* a LIFO slot */
+		} else
 			t = inject_take(w);
 	}
 	if (!t)
