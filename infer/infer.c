@@ -25,6 +25,7 @@
  *    not finish) and completes the call with the reason.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -57,6 +58,7 @@ struct icall {
 	int kind;
 	json_t *req; /* the request without "model" */
 	char *body;
+	size_t body_len, body_off;
 	int ep;		    /* the endpoint of the current attempt */
 	struct driver *drv; /* in flight there */
 	CURL *easy;
@@ -201,8 +203,19 @@ static void call_free_transfer(struct icall *c)
 }
 
 /* Step 2: the owner completes the call, once; 'w' the current worker. */
+/* The cancel word of a completed call: infer_cancel() no longer counts. */
+#define CANCEL_DONE INT_MIN
+
 static void call_complete(struct icall *c, int rc, const char *why)
 {
+	int w = atomic_exchange_explicit(&c->cancel, CANCEL_DONE,
+					 memory_order_acq_rel);
+
+	/* A cancel that was counted is settled here, once, however the
+	 * call ended (infer_cancel() counts only before completion). */
+	if (w != 0 && w != CANCEL_DONE)
+		atomic_fetch_sub_explicit(&c->pool->ncancel, 1,
+					  memory_order_relaxed);
 	if (why && !c->err[0])
 		snprintf(c->err, sizeof(c->err), "%s", why);
 	c->res.error = c->err;
@@ -355,6 +368,26 @@ static bool sse_parse(struct icall *c)
 	if (woke)
 		task_op_wake(cur_worker(), c->task);
 	return ok;
+}
+
+static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+{
+	struct icall *c = arg;
+	size_t len = size * n;
+
+	if (len > c->body_len - c->body_off)
+		len = c->body_len - c->body_off;
+	memcpy(buf, c->body + c->body_off, len);
+	c->body_off += len;
+	return len;
+}
+
+static int on_seek(void *arg, curl_off_t off, int origin)
+{
+	(void)arg;
+	(void)off;
+	(void)origin;
+	return CURL_SEEKFUNC_CANTSEEK;
 }
 
 static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
@@ -544,6 +577,7 @@ static bool retryable(CURLcode rc, long code)
 	case CURLE_GOT_NOTHING:
 	case CURLE_PARTIAL_FILE:
 	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_FAIL_REWIND:
 		return true;
 	default:
 		return false;
@@ -716,8 +750,6 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 	c->http_status = code;
 	transfer_end(d, c);
 	if (why) {
-		atomic_fetch_sub_explicit(&d->pool->ncancel, 1,
-					  memory_order_relaxed);
 		call_complete(c, why, "cancelled");
 		return;
 	}
@@ -835,7 +867,21 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 	curl_easy_setopt(c->easy, CURLOPT_URL,
 			 c->kind == CALL_CHAT ? e->chat_url : e->embed_url);
 	curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, e->hdrs);
-	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
+	/*
+	 * The body through a read callback that cannot rewind: libcurl
+	 * would otherwise send it again by itself on a fresh connection when
+	 * a reused one dies, outside our count of attempts and backoff
+	 * (CURLE_SEND_FAIL_REWIND comes back instead, and is retried here).
+	 */
+	c->body_len = strlen(c->body);
+	c->body_off = 0;
+	curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+			 (curl_off_t)c->body_len);
+	curl_easy_setopt(c->easy, CURLOPT_READFUNCTION, on_read);
+	curl_easy_setopt(c->easy, CURLOPT_READDATA, c);
+	curl_easy_setopt(c->easy, CURLOPT_SEEKFUNCTION, on_seek);
+	curl_easy_setopt(c->easy, CURLOPT_SEEKDATA, c);
 	curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
 	curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, on_header);
@@ -903,9 +949,6 @@ static uint64_t admit(struct driver *d)
 		    atomic_load_explicit(&d->stop, memory_order_relaxed)) {
 			q_del(p, c);
 			pthread_mutex_unlock(&p->lock);
-			if (why)
-				atomic_fetch_sub_explicit(&p->ncancel, 1,
-							  memory_order_relaxed);
 			call_complete(c, why ? why : -ESHUTDOWN,
 				      why ? "cancelled" : "pool destroyed");
 			pthread_mutex_lock(&p->lock);
@@ -997,9 +1040,6 @@ static void cancels(struct driver *d)
 		    !atomic_load_explicit(&d->stop, memory_order_relaxed))
 			continue;
 		transfer_end(d, c);
-		if (why)
-			atomic_fetch_sub_explicit(&d->pool->ncancel, 1,
-						  memory_order_relaxed);
 		call_complete(c, why ? why : -ESHUTDOWN,
 			      why ? "cancelled" : "pool destroyed");
 	}
@@ -1190,6 +1230,8 @@ myriad_infer_t *myriad_infer_create(myriad_rt_t *rt,
 		d->waker.rt = rt;
 		d->waker.task = d->handle;
 	}
+	if (err)
+		*err = 0;
 	return p;
 
 fail_spawned:

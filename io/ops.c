@@ -649,6 +649,9 @@ void io_task_finish(struct worker *w, struct myriad_task *t)
 			op_cancel(w, op);
 			break;
 		case OP_DONE:
+			/* A result never read is dropped too (infer). */
+			if (op->kind == IOK_INFER)
+				op->oflags |= OF_HOLD;
 			io_op_drop(w->rt, op);
 			if (op->kind == IOK_ACCEPT)
 				accept_drop(op);

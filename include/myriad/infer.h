@@ -55,8 +55,9 @@ struct myriad_infer_endpoint {
 
 /*
  * Create a pool on a running runtime (from any thread that is not one of
- * its workers). Returns NULL with *err: -EINVAL, -ENOMEM, -ESHUTDOWN, or
- * -EIO when libcurl cannot be initialised.
+ * its workers). Returns the pool with *err 0, or NULL with *err: -EINVAL,
+ * -ENOMEM, -EDEADLK (called from a worker), -ESHUTDOWN, or -EIO when
+ * libcurl cannot be initialised.
  */
 MYRIAD_API myriad_infer_t *
 myriad_infer_create(myriad_rt_t *rt, const struct myriad_infer_opts *opts,
