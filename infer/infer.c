@@ -59,6 +59,7 @@ struct icall {
 	json_t *req; /* the request without "model" */
 	char *body;
 	size_t body_len, body_off;
+	int body_ep;	    /* the endpoint 'body' was built for */
 	int ep;		    /* the endpoint of the current attempt */
 	struct driver *drv; /* in flight there */
 	CURL *easy;
@@ -107,6 +108,8 @@ struct driver {
 	_Atomic(struct io_op *) ready; /* finished polls */
 	struct sock *socks;	       /* all, freed at the end */
 	struct icall *active;	       /* transfers in this multi */
+	CURL *easy_free[64];	       /* handles kept for reuse */
+	unsigned neasy;
 	unsigned nactive;
 	uint64_t curl_deadline_ns; /* UINT64_MAX: none */
 	myriad_timer_t tm;
@@ -189,10 +192,16 @@ static void wake_driver(struct myriad_infer *p, struct driver *d)
 
 /* ---- finishing a call ---- */
 
-static void call_free_transfer(struct icall *c)
+/* 'd': the driver that owns the call now, which keeps its easy handle
+ * for the next call (NULL: clean it up). */
+static void call_free_transfer(struct driver *d, struct icall *c)
 {
 	if (c->easy) {
-		curl_easy_cleanup(c->easy);
+		if (d &&
+		    d->neasy < sizeof(d->easy_free) / sizeof(d->easy_free[0]))
+			d->easy_free[d->neasy++] = c->easy;
+		else
+			curl_easy_cleanup(c->easy);
 		c->easy = NULL;
 	}
 	free(c->body);
@@ -206,7 +215,8 @@ static void call_free_transfer(struct icall *c)
 /* The cancel word of a completed call: infer_cancel() no longer counts. */
 #define CANCEL_DONE INT_MIN
 
-static void call_complete(struct icall *c, int rc, const char *why)
+static void call_complete(struct driver *d, struct icall *c, int rc,
+			  const char *why)
 {
 	int w = atomic_exchange_explicit(&c->cancel, CANCEL_DONE,
 					 memory_order_acq_rel);
@@ -223,7 +233,7 @@ static void call_complete(struct icall *c, int rc, const char *why)
 	c->res.attempts = c->attempts;
 	c->res.endpoint = c->ep;
 	PROBE3(offload_end, c, rc, c->http_status);
-	call_free_transfer(c);
+	call_free_transfer(d, c);
 	io_ext_complete(cur_worker(), c->op, rc);
 }
 
@@ -234,7 +244,7 @@ void infer_drop(struct io_op *op)
 	if (!c)
 		return;
 	op->u.inf.c = NULL;
-	call_free_transfer(c);
+	call_free_transfer(NULL, c);
 	if (c->req)
 		json_decref(c->req);
 	if (c->json)
@@ -729,7 +739,7 @@ static void schedule_retry(struct driver *d, struct icall *c)
 			;
 	}
 	if (c->deadline_ns && now + delay >= c->deadline_ns) {
-		call_complete(c, -ETIME, "deadline passed before a retry");
+		call_complete(d, c, -ETIME, "deadline passed before a retry");
 		return;
 	}
 	c->not_before_ns = now + delay;
@@ -750,7 +760,7 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 	c->http_status = code;
 	transfer_end(d, c);
 	if (why) {
-		call_complete(c, why, "cancelled");
+		call_complete(d, c, why, "cancelled");
 		return;
 	}
 	if (rc == CURLE_OK && code >= 200 && code < 300) {
@@ -758,13 +768,13 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 			/* Content came through sbuf; stable from now on. */
 			c->res.content = c->sbuf ? c->sbuf : "";
 			c->res.content_len = c->slen;
-			call_complete(c, c->sdone ? 0 : MYRIAD_INFER_EBODY,
+			call_complete(d, c, c->sdone ? 0 : MYRIAD_INFER_EBODY,
 				      c->sdone ? NULL
 					       : "stream ended without [DONE]");
 			return;
 		}
 		r = parse_body(c);
-		call_complete(c, r, NULL);
+		call_complete(d, c, r, NULL);
 		return;
 	}
 	/* A stream that delivered content cannot be replayed. */
@@ -775,7 +785,7 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 	}
 	if (rc == CURLE_OPERATION_TIMEDOUT && c->deadline_ns &&
 	    now_ns() + 1000000u >= c->deadline_ns) {
-		call_complete(c, -ETIME, "deadline passed");
+		call_complete(d, c, -ETIME, "deadline passed");
 		return;
 	}
 	if (rc == CURLE_OK)
@@ -788,7 +798,7 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		; /* sse_parse() said what */
 	else
 		snprintf(c->err, sizeof(c->err), "%s", curl_why(rc));
-	call_complete(c, final_code(rc, c), NULL);
+	call_complete(d, c, final_code(rc, c), NULL);
 }
 
 /* The endpoint for a new attempt: least outstanding / window. */
@@ -845,19 +855,21 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 	struct myriad_infer *p = d->pool;
 	struct endpoint *e = &p->eps[ep];
 	uint64_t tmo;
-	json_t *req;
 
+	/* The body for this endpoint's model, built once per endpoint. */
+	if (!c->body || c->body_ep != ep) {
+		free(c->body);
+		json_object_set_new(c->req, "model", json_string(e->model));
+		c->body = json_dumps(c->req, JSON_COMPACT);
+		if (!c->body)
+			return -ENOMEM;
+		c->body_ep = ep;
+	}
 	c->ep = ep;
-	free(c->body);
-	req = json_deep_copy(c->req);
-	if (!req)
-		return -ENOMEM;
-	json_object_set_new(req, "model", json_string(e->model));
-	c->body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	if (!c->body)
-		return -ENOMEM;
-	if (!c->easy) {
+	if (!c->easy && d->neasy) {
+		c->easy = d->easy_free[--d->neasy];
+		curl_easy_reset(c->easy);
+	} else if (!c->easy) {
 		c->easy = curl_easy_init();
 		if (!c->easy)
 			return -ENOMEM;
@@ -949,7 +961,7 @@ static uint64_t admit(struct driver *d)
 		    atomic_load_explicit(&d->stop, memory_order_relaxed)) {
 			q_del(p, c);
 			pthread_mutex_unlock(&p->lock);
-			call_complete(c, why ? why : -ESHUTDOWN,
+			call_complete(d, c, why ? why : -ESHUTDOWN,
 				      why ? "cancelled" : "pool destroyed");
 			pthread_mutex_lock(&p->lock);
 			n = p->qhead; /* the list may have changed */
@@ -958,7 +970,7 @@ static uint64_t admit(struct driver *d)
 		if (c->deadline_ns && c->deadline_ns <= now) {
 			q_del(p, c);
 			pthread_mutex_unlock(&p->lock);
-			call_complete(c, -ETIME,
+			call_complete(d, c, -ETIME,
 				      "deadline passed in the queue");
 			pthread_mutex_lock(&p->lock);
 			n = p->qhead;
@@ -982,7 +994,7 @@ static uint64_t admit(struct driver *d)
 		if (!atomic_load_explicit(&p->neps, memory_order_acquire)) {
 			q_del(p, c);
 			pthread_mutex_unlock(&p->lock);
-			call_complete(c, MYRIAD_INFER_ENOENDPOINT,
+			call_complete(d, c, MYRIAD_INFER_ENOENDPOINT,
 				      "the pool has no endpoint");
 			pthread_mutex_lock(&p->lock);
 			n = p->qhead;
@@ -1017,7 +1029,7 @@ static uint64_t admit(struct driver *d)
 			atomic_fetch_sub_explicit(&p->eps[ep].inflight, 1,
 						  memory_order_relaxed);
 		if (r < 0)
-			call_complete(c, r,
+			call_complete(d, c, r,
 				      r == -ETIME
 					      ? "deadline passed in the queue"
 					      : "could not start the transfer");
@@ -1040,7 +1052,7 @@ static void cancels(struct driver *d)
 		    !atomic_load_explicit(&d->stop, memory_order_relaxed))
 			continue;
 		transfer_end(d, c);
-		call_complete(c, why ? why : -ESHUTDOWN,
+		call_complete(d, c, why ? why : -ESHUTDOWN,
 			      why ? "cancelled" : "pool destroyed");
 	}
 }
@@ -1339,6 +1351,9 @@ int myriad_infer_destroy(myriad_infer_t *p)
 		myriad_handle_join(p->drv[i].handle, NULL, -1);
 		myriad_handle_release(p->drv[i].handle);
 		curl_multi_cleanup(p->drv[i].multi);
+		while (p->drv[i].neasy)
+			curl_easy_cleanup(
+				p->drv[i].easy_free[--p->drv[i].neasy]);
 		/* The driver and its polls are done: no record is in use. */
 		while (p->drv[i].socks)
 			sock_free(p->drv[i].socks);
