@@ -6,9 +6,13 @@
 # the parameters, and that bench-results.json was written. Then runs
 # `bench/compare --workload park --workload echo --quick` (the opt-in
 # workloads) and checks myriad's (when built), go's and tokio's lines the
-# same way, and that tbb says unsupported. Also checks the
-# peers' command-line contract (unknown workload or flag: exit 2;
-# unsupported workload: an unsupported=1 line and exit 0).
+# same way, and that tbb says unsupported; then `bench/compare --workload
+# noisy --quick` (a CPU hog pinned to CPU 0 by every runner; myriad as two
+# rows, --policy default and kernel) and checks every row's line (policy,
+# counts, hog_cpu, p99_us) and the kernel-vs-default summary. Also checks
+# the command-line contract of the peers (unknown workload or flag: exit 2;
+# unsupported workload: an unsupported=1 line and exit 0) and of
+# myriad-bench's noisy flags.
 #   bash tests/bench/compare_quick.sh      (from anywhere)
 # Exit 0 pass, 1 fail, 77 skip (a peer toolchain is missing).
 set -uo pipefail
@@ -63,12 +67,31 @@ for peer in go tokio tbb; do
         expect_exit 2 "no server ports" agents --agents 3
         expect_exit 2 "port out of range" agents --tool-port 70000 --llm-port 2
     fi
-    expect_exit 0 "unsupported workload" noisy
-    if [ "$(cat "$tmp/out")" != "RESULT workload=noisy unsupported=1" ]; then
-        echo "FAIL: $peer noisy: expected 'RESULT workload=noisy unsupported=1', got '$(cat "$tmp/out")'"
-        fail=1
+    if [ "$peer" = tbb ]; then
+        expect_exit 0 "unsupported workload" noisy
+        if [ "$(cat "$tmp/out")" != "RESULT workload=noisy unsupported=1" ]; then
+            echo "FAIL: $peer noisy: expected 'RESULT workload=noisy unsupported=1', got '$(cat "$tmp/out")'"
+            fail=1
+        fi
+    else
+        expect_exit 2 "a policy it does not have" noisy --policy kernel
+        expect_exit 2 "fib below 2" noisy --n 1
+        expect_exit 2 "hog CPU below -1" noisy --hog-cpu -2
+        expect_exit 2 "flag of another workload" noisy --conns 3
+        expect_exit 2 "policy of another workload" fib --policy default
     fi
 done
+if [ -x build/bench/myriad-bench ]; then
+    for args in "noisy --policy bogus" "noisy --n 1" "noisy --hog-cpu -2" "noisy --conns 3" \
+            "fib --policy kernel" "fib --hog-cpu 0"; do
+        # shellcheck disable=SC2086
+        build/bench/myriad-bench $args >"$tmp/out" 2>"$tmp/err"; got=$?
+        if [ "$got" != 2 ] || [ -s "$tmp/out" ] || [ ! -s "$tmp/err" ]; then
+            echo "FAIL: myriad-bench $args: expected exit 2 with a message on stderr only, got $got"
+            fail=1
+        fi
+    done
+fi
 
 # --- bench/compare --quick ---------------------------------------------------------
 args=(--quick --peer go,tokio,tbb --out "$tmp/out-dir")
@@ -316,6 +339,100 @@ if errors:
         print("  " + e)
     sys.exit(1)
 print("park, echo and agents RESULT lines: ok (%s; tbb unsupported)" % ("myriad, go, tokio" if sys.argv[2] == "1" else "go, tokio"))
+PY
+
+# --- noisy (opt-in): a CPU hog pinned to CPU 0, myriad as two rows ---------------
+nz_args=(--workload noisy --quick --peer go,tokio,tbb --out "$tmp/out-noisy")
+[ "$with_myriad" = 1 ] || nz_args+=(--peers-only)
+bench/compare "${nz_args[@]}" >"$tmp/table" 2>"$tmp/log"
+status=$?
+cat "$tmp/table"
+if [ "$status" != 0 ]; then
+    echo "FAIL: bench/compare ${nz_args[*]} exited $status; its log:"
+    tail -n 40 "$tmp/log"
+    fail=1
+fi
+
+python3 - "$tmp/out-noisy/bench-results.json" "$with_myriad" <<'PY' || fail=1
+import json, os, sys
+sys.path.insert(0, os.path.join("bench", "lib"))
+import results
+
+path, with_myriad = sys.argv[1], sys.argv[2] == "1"
+errors = []
+try:
+    with open(path) as f:
+        report = json.load(f)
+except (OSError, ValueError) as e:
+    print("FAIL: bench-results.json: %s" % e)
+    sys.exit(1)
+
+def fib(n):
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+
+# What --quick asks for (bench/compare: noisy --n 18 --rounds 3): the units
+# are the fib(6) calls, fib(13) = 233 of them per round.
+N, ROUNDS, UNIT = 18, 3, 6
+if report["meta"]["params"].get("noisy") != ["--n", str(N), "--rounds", str(ROUNDS)]:
+    errors.append("unexpected --quick parameters: %r" % report["meta"]["params"])
+workers = report["meta"]["workers"]
+rows = {"go": "go", "tokio": "tokio"}
+if with_myriad:
+    rows.update({"myriad": "default", "myriad-kernel": "kernel"})
+for rt, policy in list(rows.items()) + [("tbb", None)]:
+    where = "%s noisy" % rt
+    runs = [r for r in report["runs"] if r["runtime"] == rt and r["workload"] == "noisy"]
+    if len(runs) != 1 or not isinstance(runs[0].get("line"), str):
+        errors.append("%s: expected 1 run with one RESULT line, found %r"
+                      % (where, [(r.get("status"), r.get("line")) for r in runs]))
+        continue
+    line = runs[0]["line"]
+    try:
+        rec = results.validate(results.parse_result_line(line))
+    except ValueError as e:
+        errors.append("%s: malformed RESULT line %r: %s" % (where, line, e))
+        continue
+    if policy is None:
+        if not results.is_unsupported(rec):
+            errors.append("%s: expected unsupported=1, got %r" % (where, line))
+        continue
+    if results.is_unsupported(rec) or runs[0]["status"] != "ok":
+        errors.append("%s: expected a result, got %r (%s)" % (where, line, runs[0]["status"]))
+        continue
+    want = {"workers": workers, "policy": policy, "tasks": ROUNDS * (2 * fib(N + 1) - 1),
+            "hog_cpu": 0, "unit_n": UNIT, "units": ROUNDS * fib(N - UNIT + 1)}
+    for key, value in want.items():
+        if rec.get(key) != value:
+            errors.append("%s: expected %s=%r, got %r in %r" % (where, key, value, rec.get(key), line))
+    tps = rec["tasks"] / rec["wall_s"]
+    if abs(rec["tasks_per_s"] - tps) > 0.01 * tps + 1:
+        errors.append("%s: tasks_per_s=%r, expected tasks/wall_s = %.0f" % (where, rec["tasks_per_s"], tps))
+    if not 0 < rec.get("p50_us", 0) <= rec["p99_us"] <= rec["wall_s"] * 1e6:
+        errors.append("%s: expected 0 < p50_us <= p99_us <= wall_s in %r" % (where, line))
+
+summ = report["summary"].get("noisy", {})
+if summ.get("key") != "tasks_per_s" or summ.get("better") != "higher":
+    errors.append("summary noisy: headline should be tasks_per_s, higher is better")
+if "p99_us" not in summ.get("also", {}):
+    errors.append("summary noisy: no p99_us beside the headline")
+for rt in rows:
+    if summ.get("runtimes", {}).get(rt, {}).get("median") is None:
+        errors.append("summary noisy %s: no median" % rt)
+if with_myriad:
+    v = summ.get("variants", {}).get("myriad-kernel", {})
+    if not isinstance(v.get("ratio"), float) or v.get("against") != "myriad" or \
+            "p99_better_than" not in v:
+        errors.append("summary noisy: no myriad-kernel / myriad figures: %r" % summ.get("variants"))
+
+if errors:
+    print("FAIL: %d problem(s) in the noisy %s" % (len(errors), os.path.basename(path)))
+    for e in errors:
+        print("  " + e)
+    sys.exit(1)
+print("noisy RESULT lines: ok (%s; tbb unsupported)" % ", ".join(rows))
 PY
 
 if [ "$fail" != 0 ]; then

@@ -46,6 +46,16 @@
 //     The servers are not started here: bench/compare passes --tool-port
 //     and --llm-port (exit 2 without them). cpu_s_per_step is getrusage
 //     (RUSAGE_SELF) user+sys over the run / (agents * steps).
+//   - noisy: the hog is this binary again (os/exec with MYRIAD_PEER_HOG=C
+//     in its environment, started before the rounds), which locks its
+//     goroutine to its thread, pins the thread to CPU C with
+//     sched_setaffinity, says so on a pipe and spins without system calls
+//     until it is killed after the last round (Pdeathsig kills it if we
+//     die first). The rounds: --rounds fork-join fib(n), one after the
+//     other, each as the fib workload (a goroutine per call); the unit of
+//     p99_us is each fib(u) call, u = n - 12 (at least 1), timed from the
+//     start of its goroutine to its result, as myriad-bench and the Tokio
+//     peer do. policy=go (--policy accepts default or go only).
 //   - peak_rss_kb: VmHWM of /proc/self/status (see peakRSSKB).
 package main
 
@@ -67,11 +77,12 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 func usage(msg string) {
 	fmt.Fprintf(os.Stderr, "go peer: %s\n", msg)
-	fmt.Fprintln(os.Stderr, "usage: run <spawn|chain|fib|yield|pingpong|park|echo|agents|noisy> [--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R] [--n N --sleep-ms S] [--conns C --rounds R] [--agents A --steps S --tool-ms T --llm-ms L --llm-concurrency C --tool-port P --llm-port P]")
+	fmt.Fprintln(os.Stderr, "usage: run <spawn|chain|fib|yield|pingpong|park|echo|agents|noisy> [--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R] [--n N --sleep-ms S] [--conns C --rounds R] [--agents A --steps S --tool-ms T --llm-ms L --llm-concurrency C --tool-port P --llm-port P] [noisy: --n N --policy default|go --rounds R --hog-cpu C]")
 	os.Exit(2)
 }
 
@@ -85,10 +96,11 @@ var params = map[string][]string{
 	"park":     {"n", "sleep-ms"},
 	"echo":     {"conns", "rounds"},
 	"agents":   {"agents", "steps", "tool-ms", "llm-ms", "llm-concurrency", "tool-port", "llm-port"},
+	"noisy":    {"n", "policy", "rounds", "hog-cpu"},
 }
 
 // Workloads of BENCH.md this peer does not implement (yet).
-var unsupported = map[string]bool{"noisy": true}
+var unsupported = map[string]bool{}
 
 func parseArgs(workload string, args []string) map[string]int64 {
 	allowed := map[string]bool{"workers": true}
@@ -112,10 +124,23 @@ func parseArgs(workload string, args []string) map[string]int64 {
 			i++
 			val = args[i]
 		}
+		if name == "policy" {
+			// One scheduler here: its name is the policy.
+			if val != "default" && val != "go" {
+				usage(fmt.Sprintf("bad value %q for --policy (the go peer has one: default or go)", val))
+			}
+			continue
+		}
 		v, err := strconv.ParseInt(val, 10, 64)
 		min, max := int64(1), int64(1<<62)
 		if (workload == "fib" && name == "n") || name == "tool-ms" {
 			min = 0
+		}
+		if workload == "noisy" && name == "n" {
+			min, max = 2, 40
+		}
+		if name == "hog-cpu" {
+			min, max = -1, 1023
 		}
 		if strings.HasSuffix(name, "-port") || name == "llm-concurrency" {
 			max = 65535
@@ -264,6 +289,9 @@ func main() {
 	if len(os.Args) < 2 {
 		usage("missing workload")
 	}
+	if cpu := os.Getenv(hogEnv); cpu != "" {
+		runHog(cpu) // the noisy workload's hog: never returns
+	}
 	workload := os.Args[1]
 	if unsupported[workload] {
 		fmt.Printf("RESULT workload=%s unsupported=1\n", workload)
@@ -324,6 +352,10 @@ func main() {
 	case "echo":
 		tasks = get(vals, "conns", 10000)
 		wall, extra = runEcho(tasks, get(vals, "rounds", 100))
+	case "noisy":
+		n, rounds := get(vals, "n", 30), get(vals, "rounds", 10)
+		tasks = rounds * (2*fibSeq(n+1) - 1) // a goroutine per call
+		wall, extra = runNoisy(n, rounds, get(vals, "hog-cpu", 0))
 	case "agents":
 		tasks = get(vals, "agents", 10000)
 		wall, extra = runAgents(agentParams{
@@ -345,6 +377,8 @@ func main() {
 		extra = fmt.Sprintf(" tasks_per_s=%.0f", float64(tasks)/wall)
 	case "fib":
 		extra += fmt.Sprintf(" tasks_per_s=%.0f", float64(tasks)/wall)
+	case "noisy":
+		extra = fmt.Sprintf(" policy=go tasks_per_s=%.0f", float64(tasks)/wall) + extra
 	case "yield":
 		extra = fmt.Sprintf(" switches_per_s=%.0f", float64(get(vals, "tasks", 1000)*get(vals, "yields", 1000))/wall)
 	case "pingpong":
@@ -847,4 +881,166 @@ func runAgents(p agentParams) (float64, string) {
 	return wall, fmt.Sprintf(" steps_per_s=%.1f cpu_s_per_step=%.9f p50_ms=%.3f p99_ms=%.3f bound_frac=%.4f",
 		sps, cpu/steps, float64(lats[(n*50+99)/100-1])/1e6, float64(lats[(n*99+99)/100-1])/1e6,
 		sps/(float64(p.llmConc)*1000/float64(p.llmMS)))
+}
+
+// --- noisy ---------------------------------------------------------------------
+
+// hogEnv names the CPU the hog process pins itself to.
+const hogEnv = "MYRIAD_PEER_HOG"
+
+// noisyUnitDepth: the units of p99_us are the fib(n - noisyUnitDepth) calls.
+const noisyUnitDepth = 12
+
+// runHog is the hog process: one thread pinned to cpu, spinning. It writes
+// one byte on fd 3 (the parent's pipe) once pinned.
+func runHog(cpu string) {
+	c, err := strconv.Atoi(cpu)
+	if err != nil || c < 0 || c >= 1024 {
+		os.Exit(3)
+	}
+	runtime.GOMAXPROCS(1)
+	runtime.LockOSThread()
+	var mask [1024 / 64]uint64
+	mask[c/64] = 1 << (uint(c) % 64)
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, 0, unsafe.Sizeof(mask),
+		uintptr(unsafe.Pointer(&mask[0]))); e != 0 {
+		os.Exit(4)
+	}
+	ready := os.NewFile(3, "ready")
+	if _, err := ready.Write([]byte{'r'}); err != nil {
+		os.Exit(5)
+	}
+	ready.Close()
+	var x uint64
+	for {
+		x++
+	}
+}
+
+// startHog starts the hog pinned to cpu and returns once it runs there.
+func startHog(cpu int64) *os.Process {
+	var mask [1024 / 64]uint64
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SCHED_GETAFFINITY, 0, unsafe.Sizeof(mask),
+		uintptr(unsafe.Pointer(&mask[0]))); e != 0 {
+		fmt.Fprintf(os.Stderr, "go peer: noisy: sched_getaffinity: %v\n", e)
+		os.Exit(1)
+	}
+	if mask[cpu/64]&(1<<(uint(cpu)%64)) == 0 {
+		fmt.Fprintf(os.Stderr, "go peer: noisy: --hog-cpu %d is not in this process's CPU affinity mask\n", cpu)
+		os.Exit(2)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go peer: noisy: %v\n", err)
+		os.Exit(1)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go peer: noisy: pipe: %v\n", err)
+		os.Exit(1)
+	}
+	p, err := os.StartProcess(exe, []string{exe, "hog"}, &os.ProcAttr{
+		Env:   append(os.Environ(), fmt.Sprintf("%s=%d", hogEnv, cpu)),
+		Files: []*os.File{nil, nil, os.Stderr, w},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	w.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go peer: noisy: starting the hog: %v\n", err)
+		os.Exit(1)
+	}
+	b := make([]byte, 1)
+	if n, _ := r.Read(b); n != 1 {
+		fmt.Fprintf(os.Stderr, "go peer: noisy: the hog could not pin itself to CPU %d\n", cpu)
+		p.Kill()
+		p.Wait()
+		os.Exit(1)
+	}
+	r.Close()
+	return p
+}
+
+// The units' latencies: package variables, so that a call carries no more
+// than fib's.
+var (
+	noisyUnit int64
+	noisyLats []int64
+	noisyNext atomic.Int64
+)
+
+func noisyFib(n int64) int64 {
+	var t0 time.Time
+	if n == noisyUnit {
+		t0 = time.Now()
+	}
+	r := n
+	if n >= 2 {
+		var a, b int64
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { a = noisyFib(n - 1); wg.Done() }()
+		go func() { b = noisyFib(n - 2); wg.Done() }()
+		wg.Wait()
+		r = a + b
+	}
+	if n == noisyUnit {
+		if k := noisyNext.Add(1) - 1; k < int64(len(noisyLats)) {
+			noisyLats[k] = int64(time.Since(t0))
+		}
+	}
+	return r
+}
+
+// unitsPerRound counts the fib(u) calls in the tree of fib(n).
+func unitsPerRound(n, u int64) int64 {
+	c := make([]int64, n+1)
+	for j := int64(0); j <= n; j++ {
+		switch {
+		case j == u:
+			c[j] = 1
+		case j > u && j >= 2:
+			c[j] = c[j-1] + c[j-2]
+		}
+	}
+	return c[n]
+}
+
+// runNoisy returns (wall, extra keys after policy and tasks_per_s).
+func runNoisy(n, rounds, hogCPU int64) (float64, string) {
+	noisyUnit = n - noisyUnitDepth
+	if noisyUnit < 1 {
+		noisyUnit = 1
+	}
+	noisyLats = make([]int64, rounds*unitsPerRound(n, noisyUnit))
+	var hog *os.Process
+	if hogCPU >= 0 {
+		hog = startHog(hogCPU)
+	}
+	want := fibSeq(n)
+	start := time.Now()
+	for r := int64(0); r < rounds; r++ {
+		res := make(chan int64, 1)
+		go func() { res <- noisyFib(n) }()
+		if got := <-res; got != want {
+			fmt.Fprintf(os.Stderr, "go peer: noisy: fib(%d) came out %d, not %d\n", n, got, want)
+			os.Exit(1)
+		}
+	}
+	wall := time.Since(start).Seconds()
+	if hog != nil {
+		hog.Kill()
+		hog.Wait()
+	}
+	nl := noisyNext.Load()
+	if nl > int64(len(noisyLats)) {
+		nl = int64(len(noisyLats))
+	}
+	lats := int64s(noisyLats[:nl])
+	sort.Sort(lats)
+	var p99, p50 int64
+	if nl > 0 { // nearest rank, as myriad-bench
+		p99, p50 = lats[(nl*99+99)/100-1], lats[(nl*50+99)/100-1]
+	}
+	return wall, fmt.Sprintf(" p99_us=%.1f p50_us=%.1f hog_cpu=%d unit_n=%d units=%d",
+		float64(p99)/1e3, float64(p50)/1e3, hogCPU, noisyUnit, nl)
 }

@@ -46,11 +46,20 @@
 //!   empty). The servers are not started here: bench/compare passes
 //!   --tool-port and --llm-port (exit 2 without them). cpu_s_per_step is
 //!   getrusage (RUSAGE_SELF) user+sys over the run / (agents * steps).
+//! - noisy: the hog is a process forked (`libc::fork`) before the runtime
+//!   and any other thread exist, pinned to CPU --hog-cpu with
+//!   sched_setaffinity, spinning without system calls once it has said so on
+//!   a pipe, killed (SIGKILL) after the last round (PR_SET_PDEATHSIG kills it
+//!   if we die first). The rounds: --rounds fork-join fib(n), one after the
+//!   other, each as the fib workload (`tokio::spawn` per call); the unit of
+//!   p99_us is each fib(u) call, u = n - 12 (at least 1), timed from the
+//!   first poll of its task to its result, as myriad-bench and the Go peer
+//!   do. policy=tokio (--policy accepts default or tokio only).
 //! - peak_rss_kb: VmHWM of /proc/self/status (see peak_rss_kb).
 
 use std::collections::HashMap;
 use std::process::exit;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -60,7 +69,8 @@ use tokio::task::JoinHandle;
 
 const USAGE: &str = "usage: run <spawn|chain|fib|yield|pingpong|park|echo|agents|noisy> \
 [--workers N] [--n N] [--tasks T --yields Y] [--pairs P --rounds R] [--n N --sleep-ms S] [--conns C --rounds R] \
-[--agents A --steps S --tool-ms T --llm-ms L --llm-concurrency C --tool-port P --llm-port P]";
+[--agents A --steps S --tool-ms T --llm-ms L --llm-concurrency C --tool-port P --llm-port P] \
+[noisy: --n N --policy default|tokio --rounds R --hog-cpu C]";
 
 fn usage(msg: &str) -> ! {
     eprintln!("tokio peer: {}", msg);
@@ -85,14 +95,15 @@ fn params(workload: &str) -> Option<&'static [&'static str]> {
             "tool-port",
             "llm-port",
         ]),
+        "noisy" => Some(&["n", "policy", "rounds", "hog-cpu"]),
         _ => None,
     }
 }
 
 /// Workloads of BENCH.md this peer does not implement (yet).
-const UNSUPPORTED: &[&str] = &["noisy"];
+const UNSUPPORTED: &[&str] = &[];
 
-fn parse_args(workload: &str, args: &[String]) -> HashMap<String, u64> {
+fn parse_args(workload: &str, args: &[String]) -> HashMap<String, i64> {
     let allowed = params(workload).unwrap();
     let mut vals = HashMap::new();
     let mut i = 0;
@@ -118,17 +129,36 @@ fn parse_args(workload: &str, args: &[String]) -> HashMap<String, u64> {
                 name, workload
             ));
         }
-        let min = if (workload == "fib" && name == "n") || name == "tool-ms" {
+        if name == "policy" {
+            // One scheduler here: its name is the policy.
+            if val != "default" && val != "tokio" {
+                usage(&format!(
+                    "bad value {:?} for --policy (the tokio peer has one: default or tokio)",
+                    val
+                ));
+            }
+            i += 1;
+            continue;
+        }
+        let mut min = if (workload == "fib" && name == "n") || name == "tool-ms" {
             0
         } else {
             1
         };
-        let max = if name.ends_with("-port") || name == "llm-concurrency" {
+        let mut max = if name.ends_with("-port") || name == "llm-concurrency" {
             65535
         } else {
             1 << 62
         };
-        let v: u64 = match val.parse() {
+        if workload == "noisy" && name == "n" {
+            min = 2;
+            max = 40;
+        }
+        if name == "hog-cpu" {
+            min = -1;
+            max = 1023;
+        }
+        let v: i64 = match val.parse() {
             Ok(v) if v >= min && v <= max => v,
             _ => usage(&format!(
                 "bad value {:?} for --{} (an integer from {} to {})",
@@ -841,6 +871,176 @@ async fn run_agents(p: AgentParams) -> (f64, String) {
     )
 }
 
+// --- noisy ---------------------------------------------------------------------
+
+/// The units of p99_us are the fib(n - NOISY_UNIT_DEPTH) calls.
+const NOISY_UNIT_DEPTH: u64 = 12;
+
+/// The hog: forked, pinned to `cpu`, spinning; returns its pid once it runs
+/// pinned. Exits 2 when `cpu` is not one this process may run on.
+fn hog_start(cpu: usize) -> libc::pid_t {
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            eprintln!("tokio peer: noisy: sched_getaffinity failed");
+            exit(1);
+        }
+        if cpu >= libc::CPU_SETSIZE as usize || !libc::CPU_ISSET(cpu, &set) {
+            eprintln!(
+                "tokio peer: noisy: --hog-cpu {} is not in this process's CPU affinity mask",
+                cpu
+            );
+            exit(2);
+        }
+        let mut fds = [0 as libc::c_int; 2];
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            eprintln!("tokio peer: noisy: pipe failed");
+            exit(1);
+        }
+        let parent = libc::getpid();
+        let pid = libc::fork();
+        if pid < 0 {
+            eprintln!("tokio peer: noisy: fork failed");
+            exit(1);
+        }
+        if pid == 0 {
+            // Only system calls from here: no allocation, no stdio.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(0);
+            }
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
+                libc::_exit(3);
+            }
+            if libc::write(fds[1], b"r".as_ptr() as *const libc::c_void, 1) != 1 {
+                libc::_exit(4);
+            }
+            libc::close(fds[1]);
+            let mut x: u64 = 0;
+            loop {
+                std::ptr::write_volatile(&mut x, std::ptr::read_volatile(&x).wrapping_add(1));
+            }
+        }
+        libc::close(fds[1]);
+        let mut c = 0u8;
+        let n = loop {
+            let n = libc::read(fds[0], &mut c as *mut u8 as *mut libc::c_void, 1);
+            if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                break n;
+            }
+        };
+        libc::close(fds[0]);
+        if n != 1 {
+            eprintln!("tokio peer: noisy: the hog could not pin itself to CPU {}", cpu);
+            libc::kill(pid, libc::SIGKILL);
+            exit(1);
+        }
+        pid
+    }
+}
+
+fn hog_stop(pid: libc::pid_t) {
+    unsafe {
+        let mut status = 0;
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, &mut status, 0);
+    }
+}
+
+// The units' latencies: statics, so that a call carries no more than fib's.
+static NOISY_UNIT: AtomicU64 = AtomicU64::new(0);
+static NOISY_LATS: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+static NOISY_NLATS: AtomicUsize = AtomicUsize::new(0);
+static NOISY_NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn spawn_noisy_fib(n: u64) -> JoinHandle<u64> {
+    tokio::spawn(async move {
+        let unit = n == NOISY_UNIT.load(Ordering::Relaxed);
+        let t0 = if unit { Some(Instant::now()) } else { None };
+        let r = if n < 2 {
+            n
+        } else {
+            let a = spawn_noisy_fib(n - 1);
+            let b = spawn_noisy_fib(n - 2);
+            a.await.unwrap() + b.await.unwrap()
+        };
+        if let Some(t0) = t0 {
+            let k = NOISY_NEXT.fetch_add(1, Ordering::Relaxed);
+            if k < NOISY_NLATS.load(Ordering::Relaxed) {
+                let ns = t0.elapsed().as_nanos() as u64;
+                unsafe { (*NOISY_LATS.load(Ordering::Relaxed).add(k)).store(ns, Ordering::Relaxed) };
+            }
+        }
+        r
+    })
+}
+
+/// How many fib(u) calls the tree of fib(n) makes.
+fn units_per_round(n: u64, u: u64) -> u64 {
+    let mut c = vec![0u64; n as usize + 1];
+    for j in 0..=n as usize {
+        c[j] = if j as u64 == u {
+            1
+        } else if j as u64 > u && j >= 2 {
+            c[j - 1] + c[j - 2]
+        } else {
+            0
+        };
+    }
+    c[n as usize]
+}
+
+/// Returns (wall, the extra keys after policy and tasks_per_s).
+async fn run_noisy(n: u64, rounds: u64, hog_cpu: i64, hog: Option<libc::pid_t>) -> (f64, String) {
+    let unit = if n > NOISY_UNIT_DEPTH { n - NOISY_UNIT_DEPTH } else { 1 };
+    let cap = (rounds * units_per_round(n, unit)) as usize;
+    let lats: &'static [AtomicU64] =
+        Box::leak((0..cap).map(|_| AtomicU64::new(0)).collect::<Vec<_>>().into_boxed_slice());
+    NOISY_UNIT.store(unit, Ordering::Relaxed);
+    NOISY_LATS.store(lats.as_ptr() as *mut AtomicU64, Ordering::Relaxed);
+    NOISY_NLATS.store(cap, Ordering::Relaxed);
+    let want = fib_seq(n);
+    let start = Instant::now();
+    // The rounds run from a task, as fib's root: its spawns are local.
+    tokio::spawn(async move {
+        for _ in 0..rounds {
+            let got = spawn_noisy_fib(n).await.unwrap();
+            if got != want {
+                eprintln!("tokio peer: noisy: fib({}) came out {}, not {}", n, got, want);
+                exit(1);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    if let Some(pid) = hog {
+        hog_stop(pid);
+    }
+    let nl = NOISY_NEXT.load(Ordering::Relaxed).min(cap);
+    let mut v: Vec<u64> = lats[..nl].iter().map(|a| a.load(Ordering::Relaxed)).collect();
+    v.sort_unstable();
+    // Nearest rank, as myriad-bench.
+    let (p99, p50) = if nl > 0 {
+        (v[(nl * 99 + 99) / 100 - 1], v[(nl * 50 + 99) / 100 - 1])
+    } else {
+        (0, 0)
+    };
+    (
+        wall,
+        format!(
+            " p99_us={:.1} p50_us={:.1} hog_cpu={} unit_n={} units={}",
+            p99 as f64 / 1e3,
+            p50 as f64 / 1e3,
+            hog_cpu,
+            unit,
+            nl
+        ),
+    )
+}
+
 fn fib_seq(n: u64) -> u64 {
     let (mut a, mut b) = (0u64, 1u64);
     for _ in 0..n {
@@ -865,7 +1065,14 @@ fn main() {
         usage(&format!("unknown workload {:?}", workload));
     }
     let vals = parse_args(workload, &args[2..]);
-    let get = |k: &str, d: u64| *vals.get(k).unwrap_or(&d);
+    let get = |k: &str, d: u64| vals.get(k).map_or(d, |&v| v as u64);
+    // Before the runtime and any other thread: the hog is forked.
+    let hog_cpu = *vals.get("hog-cpu").unwrap_or(&0);
+    let hog = if workload == "noisy" && hog_cpu >= 0 {
+        Some(hog_start(hog_cpu as usize))
+    } else {
+        None
+    };
 
     match workload {
         "park" if !park_fits(get("n", 1_000_000)) => {
@@ -953,6 +1160,12 @@ fn main() {
                 own_wall = Some(w);
                 (c, extra)
             }
+            "noisy" => {
+                let (n, rounds) = (get("n", 30), get("rounds", 10));
+                let (w, extra) = run_noisy(n, rounds, hog_cpu, hog).await;
+                own_wall = Some(w);
+                (rounds * (2 * fib_seq(n + 1) - 1), extra) // a task per call
+            }
             "agents" => {
                 let a = get("agents", 10_000);
                 let (w, extra) = run_agents(AgentParams {
@@ -990,6 +1203,7 @@ fn main() {
             " msgs_per_s={:.0}",
             (2 * get("pairs", 1000) * get("rounds", 1000)) as f64 / wall
         ),
+        "noisy" => format!(" policy=tokio tasks_per_s={:.0}{}", tasks as f64 / wall, extra),
         "park" | "echo" | "agents" => extra,
         _ => unreachable!(),
     };
