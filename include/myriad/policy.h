@@ -87,11 +87,13 @@ MYRIAD_API extern const struct myriad_policy_ops myriad_policy_default;
 
 /*
  * The kernel-aware policy: it reads what the kernel does to the worker
- * threads (myriad_rt_signals(): eBPF probes, else /proc) and steals from
- * and spawns away from workers whose CPU is contended, and parks surplus
- * workers while the process gets fewer CPUs than it has workers (noisy
- * neighbours, cgroup throttling), bringing them back when that ends. Its
- * decision ladder is numbered in policy/kernel.c. Selected with
+ * threads (myriad_rt_signals(): eBPF probes, else /proc), steals first
+ * from workers whose CPU is contended, and parks surplus workers while the
+ * process gets fewer whole CPUs than it has workers (noisy neighbours,
+ * cgroup throttling), bringing them back when CPUs are idle again. Spawns
+ * stay local (sending a contended worker's spawns to the global queue made
+ * fork-join breadth-first). Its decision ladder is numbered in
+ * policy/kernel.c. Selected with
  * opts.policy, or MYRIAD_POLICY=kernel in the environment.
  */
 MYRIAD_API extern const struct myriad_policy_ops myriad_policy_kernel;
