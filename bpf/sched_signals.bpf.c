@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "bpf_log2.h"
 #include "sched_signals.h"
 
 /* tp_btf programs need a GPL-compatible licence; the kernel knows this one. */
@@ -56,35 +57,6 @@ static __always_inline struct sig_worker *worker_of(struct task_struct *p,
 		return NULL;
 	*idx = *i;
 	return bpf_map_lookup_elem(&stats, idx);
-}
-
-static __always_inline __u32 log2_u64(__u64 v)
-{
-	__u32 r = 0;
-
-	if (v >> 32) {
-		v >>= 32;
-		r += 32;
-	}
-	if (v >> 16) {
-		v >>= 16;
-		r += 16;
-	}
-	if (v >> 8) {
-		v >>= 8;
-		r += 8;
-	}
-	if (v >> 4) {
-		v >>= 4;
-		r += 4;
-	}
-	if (v >> 2) {
-		v >>= 2;
-		r += 2;
-	}
-	if (v >> 1)
-		r += 1;
-	return r;
 }
 
 static __always_inline void switch_out(struct sig_worker *w, __u32 idx,

@@ -1140,9 +1140,7 @@ static int driver_step(myriad_task_t *self, void *state)
 		}
 		myriad_timer_cancel(self, &d->tm);
 		rc = myriad_sleep_until(self, &d->tm, wake);
-		if (rc == -EAGAIN)
-			return MYRIAD_PENDING;
-		if (rc < 0 && rc != -EAGAIN && rc != 0)
+		if (rc != 0) /* armed (-EAGAIN); 0: passed, look again */
 			return MYRIAD_PENDING;
 	}
 	return MYRIAD_YIELD;
@@ -1380,16 +1378,12 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	struct icall *c;
 	int r = io_op_enter(w, self, op, IOK_INFER);
 
-	if (r == 0) {
-		json_decref(req);
-		return io_op_result(self, op);
+	if (r != 1 || !p || !req) {
+		json_decref(req); /* NULL-safe */
+		if (r == 0)
+			return io_op_result(self, op);
+		return r == 1 ? -EINVAL : r;
 	}
-	if (r != 1) {
-		json_decref(req);
-		return r;
-	}
-	if (!p || !req)
-		return req ? (json_decref(req), -EINVAL) : -EINVAL;
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		json_decref(req);

@@ -42,7 +42,6 @@ static void *offload_main(void *arg)
 {
 	struct offload *p = arg;
 	struct io_op *op;
-	struct myriad_task *t;
 	int why;
 
 	pthread_mutex_lock(&p->lock);
@@ -58,19 +57,14 @@ static void *offload_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		/* Step 2. */
-		t = op->task;
-		why = task_cancel_reason(t);
-		if (why) {
-			op->res = why;
-		} else {
+		why = task_cancel_reason(op->task);
+		if (!why) {
 			PROBE2(blocking_start, op, op->u.blk.fn);
 			op->u.blk.ret = op->u.blk.fn(op->u.blk.arg);
 			PROBE2(blocking_end, op, op->u.blk.ret);
-			op->res = 0;
 		}
-		/* Step 3: DONE keeps the flags the task may have set. */
-		atomic_fetch_xor_explicit(&op->st, 3u, memory_order_acq_rel);
-		task_op_done(NULL, t);
+		/* Step 3 (ops.c's io_ext_complete()). */
+		io_ext_complete(NULL, op, why);
 
 		pthread_mutex_lock(&p->lock);
 	}

@@ -323,6 +323,18 @@ static void complete_one(struct worker *w, struct io_op *op, uint32_t add)
 	}
 }
 
+/* The linked timeout behind 'sqe' (the SQE just taken) for op's deadline. */
+static void link_timeout(struct worker *w, struct io_op *op,
+			 struct io_uring_sqe *sqe)
+{
+	struct io_uring_sqe *l;
+
+	sqe->flags |= IOSQE_IO_LINK;
+	l = get_sqe(w);
+	io_uring_prep_link_timeout(l, &op->u.ts, IORING_TIMEOUT_ABS);
+	l->user_data = (uint64_t)(uintptr_t)op | IO_UD_LTMO;
+}
+
 /* Submit a recv that found no provided buffer again (owner). */
 static void recv_buf_sqe(struct worker *w, struct io_op *op, bool retry)
 {
@@ -340,12 +352,7 @@ static void recv_buf_sqe(struct worker *w, struct io_op *op, bool retry)
 	sqe->buf_group = BUF_GROUP;
 	sqe->user_data = (uint64_t)(uintptr_t)op | IO_UD_OP;
 	if (linked) {
-		struct io_uring_sqe *l;
-
-		sqe->flags |= IOSQE_IO_LINK;
-		l = get_sqe(w);
-		io_uring_prep_link_timeout(l, &op->u.ts, IORING_TIMEOUT_ABS);
-		l->user_data = (uint64_t)(uintptr_t)op | IO_UD_LTMO;
+		link_timeout(w, op, sqe);
 		/* The retried recv's timeout is one more completion due. */
 		if (retry)
 			atomic_fetch_add_explicit(&op->st, OP_CQE_ONE,
@@ -742,6 +749,21 @@ int io_op_result(struct myriad_task *self, struct io_op *op)
  * Start an operation: the record in flight (with room in the SQ for the
  * operation and its linked timeout); the caller takes its SQE next.
  */
+/* The record in flight with word 'st', counted in its task (step 2). */
+static void op_arm(struct worker *w, myriad_task_t *self, struct io_op *op,
+		   uint8_t kind, uint32_t st)
+{
+	op->kind = kind;
+	op->task = self;
+	op->worker = (uint16_t)w->idx;
+	atomic_store_explicit(&op->st, st, memory_order_relaxed);
+	list_add(self, op);
+	atomic_fetch_add_explicit(&self->state, TS_OPS_ONE,
+				  memory_order_relaxed);
+	CTR_INC(w, MYRIAD_CTR_IO_OPS);
+	PROBE3(io_submit, (int)w->idx, op, kind);
+}
+
 static void op_start(struct worker *w, myriad_task_t *self, struct io_op *op,
 		     uint8_t kind)
 {
@@ -749,19 +771,10 @@ static void op_start(struct worker *w, myriad_task_t *self, struct io_op *op,
 
 	if (linked && io_uring_sq_space_left(&w->uring) < 2)
 		flush_sq(w);
-	op->kind = kind;
-	op->task = self;
-	op->worker = (uint16_t)w->idx;
-	atomic_store_explicit(&op->st,
-			      OP_FLIGHT | (linked ? OP_LINKED : 0) |
-				      (linked ? 2 : 1) * OP_CQE_ONE,
-			      memory_order_relaxed);
-	list_add(self, op);
-	atomic_fetch_add_explicit(&self->state, TS_OPS_ONE,
-				  memory_order_relaxed);
+	op_arm(w, self, op, kind,
+	       OP_FLIGHT | (linked ? OP_LINKED : 0) |
+		       (linked ? 2 : 1) * OP_CQE_ONE);
 	w->io_inflight++;
-	CTR_INC(w, MYRIAD_CTR_IO_OPS);
-	PROBE3(io_submit, (int)w->idx, op, kind);
 }
 
 /* After the caller's prep: name the record, link the deadline. */
@@ -770,13 +783,8 @@ static int op_commit(struct worker *w, struct io_op *op,
 {
 	sqe->user_data = (uint64_t)(uintptr_t)op | IO_UD_OP;
 	if (op->oflags & OF_DEADLINE) {
-		struct io_uring_sqe *l;
-
 		op->oflags &= ~OF_DEADLINE;
-		sqe->flags |= IOSQE_IO_LINK;
-		l = get_sqe(w);
-		io_uring_prep_link_timeout(l, &op->u.ts, IORING_TIMEOUT_ABS);
-		l->user_data = (uint64_t)(uintptr_t)op | IO_UD_LTMO;
+		link_timeout(w, op, sqe);
 	}
 	return -EAGAIN;
 }
@@ -1066,27 +1074,19 @@ int64_t myriad_io_blocking(myriad_task_t *self, myriad_io_t *rec,
 	int r = io_op_enter(w, self, op, IOK_BLOCKING);
 
 	if (r == 0) {
-		ret = op->res < 0 ? op->res : op->u.blk.ret;
-		atomic_store_explicit(&op->st, OP_IDLE, memory_order_relaxed);
-		list_del(self, op);
-		return ret;
+		/* res: 0, or the reason it never ran (offload.c step 2). */
+		ret = io_op_result(self, op);
+		return ret < 0 ? ret : op->u.blk.ret;
 	}
 	if (r != 1)
 		return r;
 	if (!fn || (op->oflags & OF_DEADLINE))
 		return -EINVAL;
-	/* Counted like an operation (offload.c step 1), not on a ring. */
-	op->kind = IOK_BLOCKING;
-	op->task = self;
-	op->worker = (uint16_t)w->idx;
-	op->res = 0;
 	op->u.blk.fn = fn;
 	op->u.blk.arg = arg;
 	op->u.blk.ret = 0;
-	atomic_store_explicit(&op->st, OP_FLIGHT, memory_order_relaxed);
-	list_add(self, op);
-	atomic_fetch_add_explicit(&self->state, TS_OPS_ONE,
-				  memory_order_relaxed);
+	/* Counted like an operation (offload.c step 1), not on a ring. */
+	io_ext_start(w, self, op, IOK_BLOCKING);
 	r = offload_submit(w->rt, op);
 	if (r < 0) {
 		atomic_fetch_sub_explicit(&self->state, TS_OPS_ONE,
@@ -1095,22 +1095,14 @@ int64_t myriad_io_blocking(myriad_task_t *self, myriad_io_t *rec,
 		list_del(self, op);
 		return r;
 	}
-	CTR_INC(w, MYRIAD_CTR_IO_OPS);
 	return -EAGAIN;
 }
 
 void io_ext_start(struct worker *w, struct myriad_task *self, struct io_op *op,
 		  uint8_t kind)
 {
-	op->kind = kind;
-	op->task = self;
-	op->worker = (uint16_t)w->idx;
 	op->res = 0;
-	atomic_store_explicit(&op->st, OP_FLIGHT, memory_order_relaxed);
-	list_add(self, op);
-	atomic_fetch_add_explicit(&self->state, TS_OPS_ONE,
-				  memory_order_relaxed);
-	CTR_INC(w, MYRIAD_CTR_IO_OPS);
+	op_arm(w, self, op, kind, OP_FLIGHT);
 }
 
 /* Any thread: the result, DONE (release), then the counted wake (step 3). */

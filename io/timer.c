@@ -125,13 +125,10 @@ static void fire(struct wheel_node *n, void *arg)
 	struct worker *w = arg;
 	struct myriad_task *t = tm->task;
 
-	if (unlikely(tm_when(tm) & TM_DEADLINE)) {
-		tm_set_state(tm, TM_FIRED);
-		task_timed_out(w, t);
-		return;
-	}
 	tm_set_state(tm, TM_FIRED);
-	if (task_wake_prepare(t))
+	if (unlikely(tm_when(tm) & TM_DEADLINE))
+		task_cancel_flags(t, TF_TIMEDOUT); /* wakes it too */
+	else if (task_wake_prepare(t))
 		lq_push(w, t);
 }
 

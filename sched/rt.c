@@ -567,7 +567,7 @@ int myriad_rt_signals(myriad_rt_t *rt, unsigned worker,
 		return -EINVAL;
 	if (!rt->sig)
 		return -ENODATA;
-	signals_poll(rt->sig, signals_now_ns());
+	/* eBPF: live; /proc: as of the poller thread's last look. */
 	signals_read(rt->sig, worker, &ws);
 	out->preempt = ws.preempt;
 	out->voluntary = ws.voluntary;

@@ -390,7 +390,6 @@ void wait_release(struct myriad_task *t);
 
 /* task.c, for io/: cancellation with a reason, I/O completion */
 void task_cancel_flags(struct myriad_task *t, uint64_t why);
-void task_timed_out(struct worker *w, struct myriad_task *t);
 int task_cancel_reason(const struct myriad_task *t);
 void task_op_done(struct worker *w, struct myriad_task *t);
 void task_op_wake(struct worker *w, struct myriad_task *t);

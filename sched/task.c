@@ -591,13 +591,6 @@ int myriad_task_cancel(myriad_task_t *t)
 	return 0;
 }
 
-/* A deadline timer fired on worker 'w' (io/timer.c, under its lock). */
-void task_timed_out(struct worker *w, struct myriad_task *t)
-{
-	(void)w;
-	task_cancel_flags(t, TF_TIMEDOUT);
-}
-
 int task_cancel_reason(const struct myriad_task *t)
 {
 	/* Ancestors outlive their children (a parent finishes last). */

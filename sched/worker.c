@@ -13,7 +13,6 @@
 #include "sched.h"
 #include "probes.h"
 #include "io/io.h"
-#include "bpf/signals.h"
 
 /* Poll the inject queue at least this often, so that it cannot starve. */
 #define INJECT_INTERVAL 61
@@ -235,8 +234,6 @@ static void worker_maintain(struct worker *w)
 	park_reap(w);
 	io_timers_poll(w);
 	rt_shm_publish(w, false);
-	if (unlikely(rt->sig))
-		signals_poll(rt->sig, signals_now_ns()); /* /proc: its period */
 	if (unlikely(rt->pol->active_workers)) {
 		unsigned a = rt->pol->active_workers(rt->pctx);
 		unsigned old;

@@ -872,23 +872,28 @@ static void admit(struct conn *c)
 	q_push(c);
 }
 
+static void bad(struct conn *c, const char *msg)
+{
+	reply_error(c, 400, "invalid_request_error", NULL, msg, 0);
+}
+
+/* The request's "model"; -1 after answering 400 when it is not usable. */
 static int model_field(struct conn *c, const struct jit *it)
 {
 	size_t n;
 
-	if (*it->v != '"')
+	if (*it->v != '"') {
+		bad(c, "'model' must be a string");
 		return -1;
+	}
 	n = (size_t)(it->ve - it->v - 2);
-	if (n > MODEL_MAX)
-		return -2;
+	if (n > MODEL_MAX) {
+		bad(c, "'model' is too long");
+		return -1;
+	}
 	memcpy(c->r.model, it->v + 1, n);
 	c->r.model[n] = 0;
 	return 0;
-}
-
-static void bad(struct conn *c, const char *msg)
-{
-	reply_error(c, 400, "invalid_request_error", NULL, msg, 0);
 }
 
 /* Walks the top-level object; the caller checks each member. */
@@ -920,13 +925,8 @@ static void on_chat(struct conn *c, const char *b, size_t n)
 		return;
 	while (j_next(&it) > 0) {
 		if (j_key(&it, "model")) {
-			int e = model_field(c, &it);
-
-			if (e) {
-				bad(c, e == -1 ? "'model' must be a string"
-					       : "'model' is too long");
+			if (model_field(c, &it))
 				return;
-			}
 		} else if (j_key(&it, "messages")) {
 			if (*it.v != '[') {
 				bad(c, "'messages' must be an array");
@@ -1010,13 +1010,8 @@ static void on_embed(struct conn *c, const char *b, size_t n)
 		return;
 	while (j_next(&it) > 0) {
 		if (j_key(&it, "model")) {
-			int e = model_field(c, &it);
-
-			if (e) {
-				bad(c, e == -1 ? "'model' must be a string"
-					       : "'model' is too long");
+			if (model_field(c, &it))
 				return;
-			}
 		} else if (j_key(&it, "input")) {
 			in = it.v;
 			ine = it.ve;

@@ -8,6 +8,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
 
+#include "bpf_log2.h"
 #include "trace.h"
 
 /* tp_btf programs need a GPL-compatible licence; the kernel knows this one. */
@@ -43,35 +44,6 @@ struct {
 /* In .bss: the skeleton maps it, user space reads it without a syscall. */
 struct trace_row trace_rows[TRACE_MAX_ROWS];
 struct trace_hists trace_hists;
-
-static __always_inline __u32 log2_u64(__u64 v)
-{
-	__u32 r = 0;
-
-	if (v >> 32) {
-		v >>= 32;
-		r += 32;
-	}
-	if (v >> 16) {
-		v >>= 16;
-		r += 16;
-	}
-	if (v >> 8) {
-		v >>= 8;
-		r += 8;
-	}
-	if (v >> 4) {
-		v >>= 4;
-		r += 4;
-	}
-	if (v >> 2) {
-		v >>= 2;
-		r += 2;
-	}
-	if (v >> 1)
-		r += 1;
-	return r;
-}
 
 /* Histograms are shared by all workers: atomic adds. */
 static __always_inline void hist_add(__u64 *h, __u64 ns)
