@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <jemalloc/jemalloc.h>
 #include <jansson.h>
 
 #include <myriad/infer.h>
@@ -58,10 +59,11 @@ struct icall {
 	int kind;
 	json_t *req; /* the request without "model" */
 	char *body;
-	size_t body_len, body_off;
-	int body_ep;	    /* the endpoint 'body' was built for */
-	int ep;		    /* the endpoint of the current attempt */
-	struct driver *drv; /* in flight there */
+	size_t body_len, body_cap; /* not NUL-terminated */
+	unsigned sends;		   /* requests libcurl began for this attempt */
+	int body_ep;		   /* the endpoint 'body' was built for */
+	int ep;			   /* the endpoint of the current attempt */
+	struct driver *drv;	   /* in flight there */
 	CURL *easy;
 	char *resp;
 	size_t resp_len, resp_cap;
@@ -132,6 +134,84 @@ struct myriad_infer {
 	unsigned ndrv;
 	_Atomic unsigned rr;
 };
+
+/*
+ * libcurl's memory from jemalloc (its thread caches and per-thread arenas),
+ * not glibc malloc: a transfer makes dozens of allocations, some of them
+ * large (the 16 KiB receive buffer), made on one worker and freed on
+ * another; under glibc each large one consolidated the fastbins and the
+ * cross-thread frees met on arena locks (agents: about a tenth of the
+ * client's CPU). curl_global_init_mem() takes effect only for the first
+ * initialisation in the process: an application that initialised libcurl
+ * before keeps its own functions, consistently. Sanitizer builds keep
+ * malloc so that ASan sees libcurl's leaks.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CURL_JEMALLOC 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CURL_JEMALLOC 0
+#endif
+#endif
+#ifndef CURL_JEMALLOC
+#define CURL_JEMALLOC 1
+#endif
+
+/*
+ * The client's own buffers (calls, bodies, responses) come from the same
+ * place: mem_*() below.
+ */
+#if CURL_JEMALLOC
+static void *cm_malloc(size_t n)
+{
+	return mallocx(n ? n : 1, 0);
+}
+
+static void cm_free(void *ptr)
+{
+	if (ptr)
+		dallocx(ptr, 0);
+}
+
+static void *cm_realloc(void *ptr, size_t n)
+{
+	if (!ptr)
+		return cm_malloc(n);
+	if (!n) {
+		dallocx(ptr, 0);
+		return NULL;
+	}
+	return rallocx(ptr, n, 0);
+}
+
+static char *cm_strdup(const char *str)
+{
+	size_t n = strlen(str) + 1;
+	char *d = mallocx(n, 0);
+
+	if (d)
+		memcpy(d, str, n);
+	return d;
+}
+
+static void *cm_calloc(size_t nmemb, size_t size)
+{
+	size_t n;
+
+	if (__builtin_mul_overflow(nmemb, size, &n))
+		return NULL;
+	return mallocx(n ? n : 1, MALLOCX_ZERO);
+}
+#define mem_alloc(n) cm_malloc(n)
+#define mem_zalloc(n) cm_calloc(1, (n))
+#define mem_realloc(p, n) cm_realloc((p), (n))
+#define mem_free(p) cm_free(p)
+#else
+#define mem_alloc(n) malloc(n)
+#define mem_zalloc(n) calloc(1, (n))
+#define mem_realloc(p, n) realloc((p), (n))
+#define mem_free(p) free(p)
+#endif
 
 static uint64_t now_ns(void)
 {
@@ -204,9 +284,10 @@ static void call_free_transfer(struct driver *d, struct icall *c)
 			curl_easy_cleanup(c->easy);
 		c->easy = NULL;
 	}
-	free(c->body);
+	mem_free(c->body);
 	c->body = NULL;
-	free(c->resp);
+	c->body_cap = 0;
+	mem_free(c->resp);
 	c->resp = NULL;
 	c->resp_len = c->resp_cap = 0;
 }
@@ -249,9 +330,9 @@ void infer_drop(struct io_op *op)
 		json_decref(c->req);
 	if (c->json)
 		json_decref(c->json);
-	free(c->emb);
-	free(c->sbuf);
-	free(c);
+	mem_free(c->emb);
+	mem_free(c->sbuf);
+	mem_free(c);
 }
 
 /* Step 3: the agent side of a cancellation. */
@@ -293,7 +374,7 @@ static bool stream_append(struct icall *c, const char *t, size_t n)
 		cap = c->scap ? c->scap : 1024;
 		while (cap < c->slen + n + 1)
 			cap *= 2;
-		b = realloc(c->sbuf, cap);
+		b = mem_realloc(c->sbuf, cap);
 		if (!b) {
 			ok = false;
 		} else {
@@ -380,24 +461,25 @@ static bool sse_parse(struct icall *c)
 	return ok;
 }
 
-static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+/*
+ * Called by libcurl before each request it sends for this transfer. The
+ * first is ours; a second means libcurl is replaying the body by itself on
+ * a fresh connection because a kept-alive one died before any answer:
+ * refused, so that the replay happens here, counted in attempts, bounded by
+ * max_retries and spaced by backoff (the server may have started
+ * generating for the first one).
+ */
+static int on_prereq(void *arg, char *ip, char *lip, int port, int lport)
 {
 	struct icall *c = arg;
-	size_t len = size * n;
 
-	if (len > c->body_len - c->body_off)
-		len = c->body_len - c->body_off;
-	memcpy(buf, c->body + c->body_off, len);
-	c->body_off += len;
-	return len;
-}
-
-static int on_seek(void *arg, curl_off_t off, int origin)
-{
-	(void)arg;
-	(void)off;
-	(void)origin;
-	return CURL_SEEKFUNC_CANTSEEK;
+	(void)ip;
+	(void)lip;
+	(void)port;
+	(void)lport;
+	if (c->sends++)
+		return CURL_PREREQFUNC_ABORT;
+	return CURL_PREREQFUNC_OK;
 }
 
 static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
@@ -414,7 +496,7 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
 		cap = c->resp_cap ? c->resp_cap : 4096;
 		while (cap < c->resp_len + len + 1)
 			cap *= 2;
-		b = realloc(c->resp, cap);
+		b = mem_realloc(c->resp, cap);
 		if (!b)
 			return 0;
 		c->resp = b;
@@ -587,7 +669,6 @@ static bool retryable(CURLcode rc, long code)
 	case CURLE_GOT_NOTHING:
 	case CURLE_PARTIAL_FILE:
 	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_FAIL_REWIND:
 		return true;
 	default:
 		return false;
@@ -647,7 +728,7 @@ static int parse_body(struct icall *c)
 				 "response has no data[0].embedding");
 			return MYRIAD_INFER_EBODY;
 		}
-		c->emb = malloc(json_array_size(v) * sizeof(double));
+		c->emb = mem_alloc(json_array_size(v) * sizeof(double));
 		if (!c->emb)
 			return -ENOMEM;
 		for (i = 0; i < json_array_size(v); i++) {
@@ -759,6 +840,12 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
 	c->http_status = code;
 	transfer_end(d, c);
+	/* libcurl's replay, refused by on_prereq(): the connection died. */
+	if (rc == CURLE_ABORTED_BY_CALLBACK && c->sends > 1) {
+		rc = CURLE_RECV_ERROR;
+		snprintf(c->err, sizeof(c->err), "%s",
+			 "connection closed before an answer");
+	}
 	if (why) {
 		call_complete(d, c, why, "cancelled");
 		return;
@@ -858,11 +945,32 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 
 	/* The body for this endpoint's model, built once per endpoint. */
 	if (!c->body || c->body_ep != ep) {
-		free(c->body);
+		size_t n;
+
 		json_object_set_new(c->req, "model", json_string(e->model));
-		c->body = json_dumps(c->req, JSON_COMPACT);
-		if (!c->body)
-			return -ENOMEM;
+		/* Dumped straight into our buffer: at most twice. */
+		if (!c->body) {
+			c->body = mem_alloc(512);
+			if (!c->body)
+				return -ENOMEM;
+			c->body_cap = 512;
+		}
+		for (;;) {
+			n = json_dumpb(c->req, c->body, c->body_cap,
+				       JSON_COMPACT);
+			if (!n)
+				return -ENOMEM;
+			if (n <= c->body_cap)
+				break;
+			mem_free(c->body);
+			c->body_cap = n;
+			c->body = mem_alloc(c->body_cap);
+			if (!c->body) {
+				c->body_cap = 0;
+				return -ENOMEM;
+			}
+		}
+		c->body_len = n;
 		c->body_ep = ep;
 	}
 	c->ep = ep;
@@ -880,20 +988,16 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 			 c->kind == CALL_CHAT ? e->chat_url : e->embed_url);
 	curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, e->hdrs);
 	/*
-	 * The body through a read callback that cannot rewind: libcurl
-	 * would otherwise send it again by itself on a fresh connection when
-	 * a reused one dies, outside our count of attempts and backoff
-	 * (CURLE_SEND_FAIL_REWIND comes back instead, and is retried here).
+	 * The body from memory: libcurl sends it with the headers, in one
+	 * send (a read callback costs a second send and a 64 KiB upload
+	 * buffer per transfer). on_prereq() refuses libcurl's own replays.
 	 */
-	c->body_len = strlen(c->body);
-	c->body_off = 0;
-	curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
+	c->sends = 0;
 	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
 			 (curl_off_t)c->body_len);
-	curl_easy_setopt(c->easy, CURLOPT_READFUNCTION, on_read);
-	curl_easy_setopt(c->easy, CURLOPT_READDATA, c);
-	curl_easy_setopt(c->easy, CURLOPT_SEEKFUNCTION, on_seek);
-	curl_easy_setopt(c->easy, CURLOPT_SEEKDATA, c);
+	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
+	curl_easy_setopt(c->easy, CURLOPT_PREREQFUNCTION, on_prereq);
+	curl_easy_setopt(c->easy, CURLOPT_PREREQDATA, c);
 	curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
 	curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, on_header);
@@ -1154,7 +1258,13 @@ static CURLcode curl_init_rc;
 
 static void curl_init(void)
 {
+#if CURL_JEMALLOC
+	curl_init_rc =
+		curl_global_init_mem(CURL_GLOBAL_DEFAULT, cm_malloc, cm_free,
+				     cm_realloc, cm_strdup, cm_calloc);
+#else
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+#endif
 }
 
 myriad_infer_t *myriad_infer_create(myriad_rt_t *rt,
@@ -1384,7 +1494,7 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 			return io_op_result(self, op);
 		return r == 1 ? -EINVAL : r;
 	}
-	c = calloc(1, sizeof(*c));
+	c = mem_zalloc(sizeof(*c));
 	if (!c) {
 		json_decref(req);
 		return -ENOMEM;
