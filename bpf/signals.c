@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bpf/signals.c: the signals interface: picks the source (eBPF, else
- * /proc), the step words, the poll period, and the cgroup's cpu.stat.
+ * /proc), the step words, the poll period, and the cgroup's cpu.stat; and
+ * myriad_symbol_name(), to name the step functions of blocking events.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <myriad/stats.h>
 
 #include "signals_impl.h"
 
@@ -467,4 +472,48 @@ void signals_step_end(struct signals *s, unsigned worker)
 {
 	if (s && worker < s->n)
 		sig_step_end(&s->steps[worker]);
+}
+
+/*
+ * A code address of this process as "symbol+0xoff (object)". In this file,
+ * not its own: the library takes from the myriad_signals archive only the
+ * objects it references, and nothing inside the library calls this.
+ */
+int myriad_symbol_name(const void *addr, char *buf, size_t len)
+{
+	const char *obj;
+	uintptr_t a = (uintptr_t)addr;
+	Dl_info di;
+	int n;
+
+	if (!buf || !len)
+		return -EINVAL;
+	/*
+	 * dladdr() sees the dynamic symbol tables only (.dynsym): a static
+	 * function, or one of an executable linked without -rdynamic, has
+	 * none; the object and the offset in it still say where it is.
+	 */
+	if (!addr || !dladdr(addr, &di) || !di.dli_fname) {
+		snprintf(buf, len, "0x%" PRIxPTR, a);
+		return -ENOENT;
+	}
+	obj = strrchr(di.dli_fname, '/');
+	obj = obj ? obj + 1 : di.dli_fname;
+	if (!*obj)
+		obj = "?";
+	if (di.dli_sname && di.dli_saddr && a >= (uintptr_t)di.dli_saddr) {
+		uintptr_t off = a - (uintptr_t)di.dli_saddr;
+
+		if (off)
+			n = snprintf(buf, len, "%s+0x%" PRIxPTR " (%s)",
+				     di.dli_sname, off, obj);
+		else
+			n = snprintf(buf, len, "%s (%s)", di.dli_sname, obj);
+	} else {
+		/* From the object's base: for a shared object or a PIE, the
+		 * address addr2line -e OBJ takes. */
+		n = snprintf(buf, len, "0x%" PRIxPTR " (%s)",
+			     a - (uintptr_t)di.dli_fbase, obj);
+	}
+	return n < 0 ? -EINVAL : (size_t)n >= len ? -ENOSPC : 0;
 }

@@ -36,6 +36,7 @@
 #include <sys/types.h>
 
 #include "sched_signals.h"
+#include "shm_stale.h" /* shm_sweep_stale(), before making the shm file */
 
 /* signals_source() */
 #define SIGNALS_BPF 1

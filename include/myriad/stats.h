@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * myriad/stats.h: per-worker counters (spawned, run, stolen, ...) and the
- * count of live tasks, for diagnostics and tests.
+ * myriad/stats.h: per-worker counters (spawned, run, stolen, ...), the
+ * count of live tasks, the scheduler signals and blocking steps, for
+ * diagnostics and tests.
  */
 #ifndef MYRIAD_STATS_H
 #define MYRIAD_STATS_H
@@ -110,6 +111,18 @@ struct myriad_block {
  */
 MYRIAD_API int myriad_rt_blocks(myriad_rt_t *rt, unsigned worker,
 				struct myriad_block *out, unsigned n);
+
+/*
+ * Name a code address of this process (a myriad_block's 'step') for a
+ * person, into 'buf' (always NUL-terminated): "step_fn (libfoo.so)" at a
+ * symbol's start, "step_fn+0x1a (libfoo.so)" inside it; "0x1234 (prog)",
+ * the offset from the object's base, when the object has no dynamic symbol
+ * there (a static function, or an executable linked without -rdynamic:
+ * dladdr() sees only the dynamic symbol table). Safe from any thread.
+ * Returns 0, -ENOENT (no loaded object holds 'addr'; buf gets "0x..."),
+ * -ENOSPC (truncated to len - 1), -EINVAL (buf NULL or len 0).
+ */
+MYRIAD_API int myriad_symbol_name(const void *addr, char *buf, size_t len);
 
 /*
  * The shared-memory view of the counters, for tools in other processes

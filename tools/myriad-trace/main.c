@@ -12,6 +12,8 @@
  *             refreshes its slot every 61 steps and when it parks) and
  *             /proc/<pid>/task/<tid>/{schedstat,status,stat}; no histograms.
  * Both: %CPU from schedstat, queue length from the shm file when there.
+ * eBPF only: steps that block their worker in the kernel (a sleep(), a
+ * blocking read), with the task, the step function's symbol and the time.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -37,17 +39,22 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fputs("usage: myriad-trace PID [--json] [--duration S] [--interval S]\n"
-	      "                        [--histograms] [--no-bpf] [--verbose]\n"
+	      "                        [--histograms] [--block-min-ms MS]\n"
+	      "                        [--no-bpf] [--verbose]\n"
 	      "  a live per-worker table of a running myriad process:\n"
 	      "  steps run, steals, parks, wakes per second, queue length,\n"
 	      "  involuntary preemptions per second, run-queue delay (ms of\n"
-	      "  waiting per second) and CPU, refreshed every interval.\n"
+	      "  waiting per second) and CPU, refreshed every interval; and\n"
+	      "  (eBPF) the steps that blocked their worker in the kernel.\n"
 	      "  --json        one JSON object per interval on stdout\n"
 	      "  --duration S  stop after S seconds (default: Ctrl-C or the\n"
 	      "                target's exit)\n"
 	      "  --interval S  refresh period (default 1)\n"
 	      "  --histograms  at exit, log2 histograms of run-queue delay,\n"
-	      "                step, offload and I/O latency (eBPF only)\n"
+	      "                step, offload, I/O latency and blocked time\n"
+	      "                (eBPF only)\n"
+	      "  --block-min-ms MS  list blocking events of at least MS ms\n"
+	      "                (default 1; shorter ones are only counted)\n"
 	      "  --no-bpf      do not try eBPF: shm counters and /proc\n"
 	      "  --verbose     libbpf's messages when eBPF does not load\n"
 	      "Without eBPF (root or CAP_BPF+CAP_PERFMON) the task counters\n"
@@ -90,6 +97,9 @@ struct state {
 	const char *source;
 	struct row_out *rows;
 	unsigned cap;
+	struct syms *syms;	  /* the target's step functions */
+	struct blocks_iv blk;	  /* this interval's blocking events */
+	struct trace_blk_ctrs bc; /* the probes' counters at the last drain */
 };
 
 /* The counts of worker 'w' now: shm and /proc, then eBPF over them. */
@@ -186,6 +196,61 @@ static unsigned collect(struct state *s, struct interval *iv)
 	return n;
 }
 
+/* A blocking event from the probes: keep it for the interval's output. */
+static void on_block(const struct trace_block *e, void *arg)
+{
+	struct state *s = arg;
+	struct blocks_iv *b = &s->blk;
+
+	if (b->n == b->cap) {
+		unsigned cap = b->cap ? 2 * b->cap : 64;
+		struct block_out *v;
+
+		if (b->cap >= MT_MAX_BLOCKS ||
+		    !(v = realloc(b->v, cap * sizeof(*v)))) {
+			b->over++;
+			return;
+		}
+		b->v = v;
+		b->cap = cap;
+	}
+	memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
+	b->v[b->n++].e = *e;
+}
+
+/*
+ * The interval's blocking events: drain the ring, name each worker and
+ * step function, and the counters' differences.
+ */
+static void blocks(struct state *s, uint64_t mono_now, double real_now)
+{
+	struct blocks_iv *b = &s->blk;
+	struct trace_blk_ctrs c;
+	unsigned i, k;
+
+	b->n = 0;
+	b->over = 0;
+	if (!s->bpf)
+		return;
+	tbpf_blocks(s->bpf, on_block, s);
+	tbpf_blk_ctrs(s->bpf, &c);
+	b->short_ = sub(c.short_, s->bc.short_);
+	b->lost = sub(c.lost, s->bc.lost);
+	s->bc = c;
+	for (i = 0; i < b->n; i++) {
+		struct block_out *o = &b->v[i];
+
+		o->idx = -1;
+		for (k = 0; k < s->t.nw; k++)
+			if (s->t.w[k].tid == (pid_t)o->e.tid)
+				o->idx = s->t.w[k].idx;
+		o->at = real_now -
+			(double)(int64_t)(mono_now - o->e.start_ns) / 1e9;
+		o->sym_r = s->syms ? syms_lookup(s->syms, o->e.fn, &o->si)
+				   : -ENOMEM;
+	}
+}
+
 static void sleep_until(uint64_t deadline)
 {
 	struct timespec ts = {
@@ -204,6 +269,7 @@ int main(int argc, char **argv)
 		{ "duration", required_argument, NULL, 'd' },
 		{ "interval", required_argument, NULL, 'i' },
 		{ "histograms", no_argument, NULL, 'H' },
+		{ "block-min-ms", required_argument, NULL, 'b' },
 		{ "no-bpf", no_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -211,8 +277,8 @@ int main(int argc, char **argv)
 	};
 	bool json = false, hists = false, no_bpf = false, verbose = false;
 	bool tty = isatty(STDOUT_FILENO), exited = false;
-	double duration = 0, interval = 1;
-	char why[512] = "", detail[1024], header[1200], *end;
+	double duration = 0, interval = 1, block_min_ms = 1;
+	char why[512] = "", detail[1024], header[1400], *end;
 	uint64_t t0, tlast, next, stop_at = 0;
 	struct sigaction sa;
 	struct state s;
@@ -221,7 +287,7 @@ int main(int argc, char **argv)
 	int opt, r;
 
 	memset(&s, 0, sizeof(s));
-	while ((opt = getopt_long(argc, argv, "jd:i:Hnvh", longopts, NULL)) !=
+	while ((opt = getopt_long(argc, argv, "jd:i:Hb:nvh", longopts, NULL)) !=
 	       -1) {
 		switch (opt) {
 		case 'j':
@@ -247,6 +313,16 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			hists = true;
+			break;
+		case 'b':
+			if (!parse_secs(optarg, &block_min_ms, 0) ||
+			    block_min_ms > 1e9) {
+				fprintf(stderr,
+					"myriad-trace: --block-min-ms: not a "
+					"number of milliseconds >= 0: %s\n",
+					optarg);
+				return EXIT_REFUSED;
+			}
 			break;
 		case 'n':
 			no_bpf = true;
@@ -283,7 +359,14 @@ int main(int argc, char **argv)
 	if (no_bpf)
 		snprintf(why, sizeof(why), "eBPF not tried (--no-bpf)");
 	else
-		s.bpf = tbpf_open(&s.t, why, sizeof(why));
+		s.bpf = tbpf_open(&s.t, (uint64_t)(block_min_ms * 1e6), why,
+				  sizeof(why));
+	s.blk.avail = s.bpf != NULL;
+	s.blk.min_ms = block_min_ms;
+	if (s.bpf) {
+		s.syms = syms_open(s.t.pid);
+		tbpf_blk_ctrs(s.bpf, &s.bc);
+	}
 	if (!s.bpf && verbose && tbpf_log()[0])
 		fprintf(stderr, "myriad-trace: libbpf:\n%s", tbpf_log());
 	if (s.bpf) {
@@ -316,8 +399,13 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	snprintf(header, sizeof(header),
-		 "myriad-trace: pid %d (%s), source %s: %s\n", (int)s.t.pid,
-		 s.t.comm, s.source, detail);
+		 "myriad-trace: pid %d (%s), source %s: %s%s%s%s\n",
+		 (int)s.t.pid, s.t.comm, s.source, detail,
+		 s.t.nstale ? "; ignored stale /dev/shm/" : "",
+		 s.t.nstale ? s.t.stale[0] : "",
+		 s.t.nstale ? " (older than the process: left by a killed "
+			      "earlier process with its pid)"
+			    : "");
 	/* JSON: stdout has only the objects; the header is for people. */
 	if (json)
 		fputs(header, stderr);
@@ -351,6 +439,8 @@ int main(int argc, char **argv)
 		iv.ts = (double)now_ns(CLOCK_REALTIME) / 1e9;
 		iv.secs = (double)(now - tlast) / 1e9;
 		iv.source = s.source;
+		blocks(&s, now, iv.ts);
+		iv.blk = &s.blk;
 		tlast = now;
 		if (json)
 			out_json(stdout, &iv);
@@ -384,7 +474,9 @@ int main(int argc, char **argv)
 		}
 	}
 	tbpf_close(s.bpf);
+	syms_close(s.syms);
 	target_close(&s.t);
 	free(s.rows);
+	free(s.blk.v);
 	return 0;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tools/myriad-trace/mtrace.h: the tool's parts: the target process and
- * its worker threads (target.c), the eBPF source (trace_bpf.c), and the
- * text and JSON output (output.c).
+ * its worker threads (target.c), the eBPF source (trace_bpf.c), the text
+ * and JSON output (output.c); step symbols are in symbols.h.
  */
 #ifndef MYRIAD_MTRACE_H
 #define MYRIAD_MTRACE_H
@@ -14,9 +14,12 @@
 
 #include <myriad/stats.h>
 
+#include "symbols.h"
 #include "trace.h"
 
-#define MT_MAX_SHM 16 /* runtimes (shm files) followed in one process */
+#define MT_MAX_SHM 16	   /* runtimes (shm files) followed in one process */
+#define MT_MAX_BLOCKS 1000 /* blocking events listed per interval */
+#define MT_TEXT_BLOCKS 20  /* of those, the longest shown in text mode */
 
 /* counts.have */
 #define HAVE_CTRS (1u << 0)  /* run, steals, parks, wakes */
@@ -62,6 +65,13 @@ struct target {
 	bool lib_deleted; /* the mapped file was replaced or removed */
 	struct shm_map shm[MT_MAX_SHM];
 	unsigned nshm;
+	/*
+	 * /dev/shm/myriad.<pid>.* files older than the process: left by an
+	 * earlier process with the same pid (killed before it could remove
+	 * them), ignored.
+	 */
+	char stale[MT_MAX_SHM][64];
+	unsigned nstale;
 	struct worker *w;
 	unsigned nw, capw;
 	unsigned next_row;
@@ -101,10 +111,12 @@ struct tbpf;
 /*
  * Load the probes for process 't->pid' and attach them: the USDT probes of
  * 't->lib' (or the executable when no libmyriad is mapped) and the
- * scheduler's tracepoints. Returns the source or NULL, with the reason in
- * 'why'. libbpf's messages go to its log (tbpf_log), never to stderr.
+ * scheduler's tracepoints. Blocking events shorter than 'block_min_ns'
+ * are only counted. Returns the source or NULL, with the reason in 'why'.
+ * libbpf's messages go to its log (tbpf_log), never to stderr.
  */
-struct tbpf *tbpf_open(const struct target *t, char *why, size_t len);
+struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
+		       size_t len);
 
 /* Follow worker thread 'tid' in row 'row'. Returns 0 or -errno. */
 int tbpf_add(struct tbpf *b, pid_t tid, unsigned row);
@@ -114,6 +126,17 @@ void tbpf_read(const struct tbpf *b, unsigned row, struct counts *c);
 
 /* The histograms so far (a copy). */
 void tbpf_hists(const struct tbpf *b, struct trace_hists *h);
+
+typedef void (*tbpf_block_fn)(const struct trace_block *e, void *arg);
+
+/*
+ * Hand every blocking event the probes sent since the last call to 'cb'
+ * (on this thread, before it returns). Returns 0 or -errno.
+ */
+int tbpf_blocks(struct tbpf *b, tbpf_block_fn cb, void *arg);
+
+/* The blocking counters since attach. */
+void tbpf_blk_ctrs(const struct tbpf *b, struct trace_blk_ctrs *c);
 
 /* Which optional probes were not found, e.g. "io_submit offload_end". */
 const char *tbpf_missing(const struct tbpf *b);
@@ -131,6 +154,27 @@ struct row_out {
 	struct counts d; /* counts over the interval; queue_len, cpu: now */
 };
 
+/* A blocking event of the interval, resolved. */
+struct block_out {
+	struct trace_block e;
+	int idx;	    /* the worker's N; -1: no longer known */
+	double at;	    /* its switch-out, wall clock, Unix seconds */
+	int sym_r;	    /* syms_lookup()'s result */
+	struct sym_info si; /* the step function */
+};
+
+/* The blocking events that ended in one interval. */
+struct blocks_iv {
+	bool avail; /* false: not with this source (needs eBPF) */
+	double min_ms;
+	struct block_out
+		*v; /* in the order they ended, at most MT_MAX_BLOCKS */
+	unsigned n, cap;
+	uint64_t over;	 /* at least min_ms, beyond MT_MAX_BLOCKS: not listed */
+	uint64_t short_; /* shorter than min_ms: counted only */
+	uint64_t lost;	 /* the probes' ring buffer was full */
+};
+
 struct interval {
 	double ts;	    /* wall clock at its end, Unix seconds */
 	double secs;	    /* its length */
@@ -138,6 +182,7 @@ struct interval {
 	struct row_out *rows;
 	unsigned n;
 	struct counts tot;
+	struct blocks_iv *blk;
 };
 
 void out_table(FILE *f, const struct target *t, const char *header,

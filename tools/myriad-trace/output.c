@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tools/myriad-trace/output.c: the live table, the JSON lines, and the log2
- * histograms, as text and as JSON.
+ * tools/myriad-trace/output.c: the live table and its blocking events, the
+ * JSON lines, and the log2 histograms, as text and as JSON.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -65,6 +66,88 @@ static void table_row(FILE *f, const char *name, const char *tid, int cpu,
 	(void)n;
 }
 
+/* prev_state's letter, as ps shows it. */
+static const char *state_name(uint32_t st)
+{
+	if ((st & 0x402) == 0x402)
+		return "I"; /* TASK_IDLE: uninterruptible, not counted as load */
+	if (st & 2)
+		return "D";
+	if (st & 1)
+		return "S";
+	return "?";
+}
+
+static int by_blocked_desc(const void *a, const void *b)
+{
+	const struct block_out *x = *(const struct block_out *const *)a;
+	const struct block_out *y = *(const struct block_out *const *)b;
+
+	if (x->e.blocked_ns != y->e.blocked_ns)
+		return x->e.blocked_ns > y->e.blocked_ns ? -1 : 1;
+	return x->e.start_ns < y->e.start_ns ? -1 : 1;
+}
+
+/*
+ * Under the table: the steps that blocked their worker in the interval,
+ * the longest first.
+ */
+static void blocks_text(FILE *f, const struct blocks_iv *b)
+{
+	const struct block_out *top[MT_TEXT_BLOCKS], **all;
+	char name[16], task[24], step[512];
+	uint64_t listed = b->n + b->over;
+	unsigned i, n;
+
+	if (!b->avail) {
+		fputs("blocking: not seen without the eBPF source\n", f);
+		return;
+	}
+	fprintf(f,
+		"blocking (steps asleep in the kernel >= %g ms): %" PRIu64
+		" event%s",
+		b->min_ms, listed, listed == 1 ? "" : "s");
+	if (b->n > MT_TEXT_BLOCKS)
+		fprintf(f, ", the %d longest shown", MT_TEXT_BLOCKS);
+	fprintf(f, "; %" PRIu64 " shorter (suppressed)", b->short_);
+	if (b->lost || b->over)
+		fprintf(f,
+			"; %" PRIu64 " dropped (%" PRIu64
+			" ring buffer full, %" PRIu64 " over %d listed)",
+			b->lost + b->over, b->lost, b->over, MT_MAX_BLOCKS);
+	fputc('\n', f);
+	if (!b->n)
+		return;
+	/* Sort pointers: the events stay in the order they ended for JSON. */
+	all = malloc(b->n * sizeof(*all));
+	n = b->n < MT_TEXT_BLOCKS ? b->n : MT_TEXT_BLOCKS;
+	if (all) {
+		for (i = 0; i < b->n; i++)
+			all[i] = &b->v[i];
+		qsort(all, b->n, sizeof(*all), by_blocked_desc);
+		memcpy(top, all, n * sizeof(*top));
+		free(all);
+	} else {
+		for (i = 0; i < n; i++)
+			top[i] = &b->v[i];
+	}
+	fprintf(f, "%-6s %8s %-18s %10s %5s  %s\n", "WORKER", "TID", "TASK",
+		"BLOCKED ms", "STATE", "STEP");
+	for (i = 0; i < n; i++) {
+		const struct block_out *o = top[i];
+
+		if (o->idx >= 0)
+			snprintf(name, sizeof(name), "w%d", o->idx);
+		else
+			strcpy(name, "?");
+		snprintf(task, sizeof(task), "0x%" PRIx64, (uint64_t)o->e.task);
+		syms_format(&o->si, o->e.fn, step, sizeof(step));
+		fprintf(f, "%-6s %8u %-18s %10.2f %5s  %s\n", name,
+			(unsigned)o->e.tid, task, (double)o->e.blocked_ns / 1e6,
+			state_name(o->e.state), step);
+	}
+}
+
 void out_table(FILE *f, const struct target *t, const char *header,
 	       const struct interval *iv, bool tty)
 {
@@ -91,6 +174,8 @@ void out_table(FILE *f, const struct target *t, const char *header,
 		table_row(f, name, tid, r->d.cpu, &r->d, iv->secs, 1);
 	}
 	table_row(f, "total", "", -1, &iv->tot, iv->secs, iv->n);
+	if (iv->blk)
+		blocks_text(f, iv->blk);
 	if (!tty)
 		fputc('\n', f);
 	fflush(f);
@@ -117,6 +202,52 @@ static void json_counts(FILE *f, const struct counts *d, bool ctrs)
 		d->preempt, d->rq_delay_ns, d->oncpu_ns);
 }
 
+static void json_str(FILE *f, const char *s);
+
+static void blocks_json(FILE *f, const struct blocks_iv *b)
+{
+	char step[512];
+	unsigned i;
+
+	if (!b || !b->avail) {
+		fputs(",\"blocks\":null", f);
+		return;
+	}
+	fprintf(f,
+		",\"block_min_ns\":%" PRIu64 ",\"blocks_short\":%" PRIu64
+		",\"blocks_lost\":%" PRIu64 ",\"blocks_not_listed\":%" PRIu64
+		",\"blocks\":[",
+		(uint64_t)(b->min_ms * 1e6), b->short_, b->lost, b->over);
+	for (i = 0; i < b->n; i++) {
+		const struct block_out *o = &b->v[i];
+
+		fprintf(f, "%s{\"idx\":%d,\"tid\":%u,\"cpu\":%u,", i ? "," : "",
+			o->idx, (unsigned)o->e.tid, (unsigned)o->e.cpu);
+		/* Addresses as strings: JSON numbers stop at 2^53. */
+		fprintf(f,
+			"\"task\":\"0x%" PRIx64 "\",\"fn\":\"0x%" PRIx64 "\",",
+			(uint64_t)o->e.task, (uint64_t)o->e.fn);
+		fputs("\"sym\":", f);
+		if (o->si.name[0])
+			json_str(f, o->si.name);
+		else
+			fputs("null", f);
+		fprintf(f, ",\"sym_off\":%" PRIu64 ",\"object\":", o->si.off);
+		if (o->si.object[0])
+			json_str(f, o->si.object);
+		else
+			fputs("null", f);
+		fputs(",\"step\":", f);
+		json_str(f, syms_format(&o->si, o->e.fn, step, sizeof(step)));
+		fprintf(f,
+			",\"blocked_ns\":%" PRIu64
+			",\"at\":%.6f,\"state\":\"%s\"}",
+			(uint64_t)o->e.blocked_ns, o->at,
+			state_name(o->e.state));
+	}
+	fputc(']', f);
+}
+
 void out_json(FILE *f, const struct interval *iv)
 {
 	unsigned i;
@@ -135,7 +266,9 @@ void out_json(FILE *f, const struct interval *iv)
 	}
 	fputs("],\"totals\":{", f);
 	json_counts(f, &iv->tot, true);
-	fputs("}}\n", f);
+	fputc('}', f);
+	blocks_json(f, iv->blk);
+	fputs("}\n", f);
 	fflush(f);
 }
 
@@ -225,6 +358,10 @@ void out_hists_text(FILE *f, const struct trace_hists *h)
 	hist_text(f, "offload latency (myriad:offload_start to offload_end)",
 		  h->offload);
 	hist_text(f, "I/O latency (myriad:io_submit to io_complete)", h->io);
+	hist_text(f,
+		  "blocked time (a step asleep in the kernel, switch-out to "
+		  "switch-in; short ones too)",
+		  h->blocked);
 	if (h->io_lost || h->off_lost)
 		fprintf(f,
 			"(not measured, too many in flight: %" PRIu64
@@ -268,6 +405,8 @@ void out_hists_json(FILE *f, const struct trace_hists *h, const char *source,
 	hist_json(f, "offload", h->offload);
 	fputc(',', f);
 	hist_json(f, "io", h->io);
+	fputc(',', f);
+	hist_json(f, "blocked", h->blocked);
 	fprintf(f, ",\"io_lost\":%" PRIu64 ",\"offload_lost\":%" PRIu64 "}\n",
 		(uint64_t)h->io_lost, (uint64_t)h->off_lost);
 	fflush(f);

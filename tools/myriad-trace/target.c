@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bpf/shm_stale.h"
 #include "mtrace.h"
 
 static int read_file(const char *path, char *buf, size_t len)
@@ -115,9 +116,22 @@ static int ctr_index(const volatile struct myriad_shm *m, const char *name,
 	return dflt < (int)m->nctrs ? dflt : -1;
 }
 
+static bool is_stale(const struct target *t, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < t->nstale; i++)
+		if (!strcmp(t->stale[i], name))
+			return true;
+	return false;
+}
+
 /*
  * Map /dev/shm/<name> read-only, once its header is whole (the runtime
- * stores the magic last). Returns 1 mapped, 0 not (yet) usable, -errno.
+ * stores the magic last) and it is the process's own: not left by an
+ * earlier process with the same pid (a runtime killed before
+ * myriad_rt_destroy(); its header names the same pid). Returns 1 mapped,
+ * 0 not (yet) usable or stale (then in t->stale), -errno.
  */
 static int shm_map(struct target *t, const char *name)
 {
@@ -134,7 +148,19 @@ static int shm_map(struct target *t, const char *name)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(*m)) {
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return 0;
+	}
+	/* Older than the process: not its own (the pid was reused). */
+	if (shm_file_stale(t->pid, &st.st_ctim) == 1) {
+		close(fd);
+		if (t->nstale < MT_MAX_SHM)
+			snprintf(t->stale[t->nstale++], sizeof(t->stale[0]),
+				 "%s", name);
+		return 0;
+	}
+	if ((size_t)st.st_size < sizeof(*m)) {
 		close(fd);
 		return 0;
 	}
@@ -179,7 +205,7 @@ static int shm_scan(struct target *t)
 
 		for (k = 0; k < t->nshm; k++)
 			have |= !strcmp(t->shm[k].name, name);
-		if (!have)
+		if (!have && !is_stale(t, name))
 			shm_map(t, name);
 	}
 	i = g.gl_pathc;
@@ -247,19 +273,28 @@ int target_open(struct target *t, pid_t pid, char *why, size_t len)
 	shm_scan(t);
 	nshm = (int)t->nshm; /* those with a whole header for this pid */
 	if (r <= 0 && nshm == 0) {
+		char note[256] = "";
+
+		if (t->nstale)
+			snprintf(note, sizeof(note),
+				 " (/dev/shm/%s%s is stale: older than the "
+				 "process, left by a killed earlier process "
+				 "with the same pid; remove it with rm)",
+				 t->stale[0],
+				 t->nstale > 1 ? " and others" : "");
 		if (r < 0)
 			snprintf(why, len,
 				 "process %d (%s) is not a myriad process as "
 				 "far as we can see: /proc/%d/maps: %s, and "
-				 "no /dev/shm/myriad.%d.* file",
+				 "no /dev/shm/myriad.%d.* file%s",
 				 (int)pid, t->comm, (int)pid, strerror(-r),
-				 (int)pid);
+				 (int)pid, note);
 		else
 			snprintf(why, len,
 				 "process %d (%s) is not a myriad process: no "
 				 "libmyriad.so in /proc/%d/maps and no "
-				 "/dev/shm/myriad.%d.* file",
-				 (int)pid, t->comm, (int)pid, (int)pid);
+				 "/dev/shm/myriad.%d.* file%s",
+				 (int)pid, t->comm, (int)pid, (int)pid, note);
 		return -ENOEXEC;
 	}
 	return 0;

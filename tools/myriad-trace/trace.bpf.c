@@ -15,7 +15,8 @@
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 /* Tunables, set through skel->rodata before load. */
-const volatile __u32 tgid = 0; /* the traced process */
+const volatile __u32 tgid = 0;	       /* the traced process */
+const volatile __u64 block_min_ns = 0; /* shorter blocks: counted only */
 
 /* tid -> row, filled by user space as it finds the worker threads. */
 struct {
@@ -41,9 +42,16 @@ struct {
 	__type(value, __u64);
 } off_start SEC(".maps");
 
+/* Blocking events (struct trace_block), drained at every interval. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, TRACE_BLOCK_RING);
+} blocks SEC(".maps");
+
 /* In .bss: the skeleton maps it, user space reads it without a syscall. */
 struct trace_row trace_rows[TRACE_MAX_ROWS];
 struct trace_hists trace_hists;
+struct trace_blk_ctrs trace_blk;
 
 /* Histograms are shared by all workers: atomic adds. */
 static __always_inline void hist_add(__u64 *h, __u64 ns)
@@ -83,6 +91,12 @@ int BPF_USDT(on_run, int worker, void *task, void *fn)
 	if (!r)
 		return 0;
 	r->run++;
+	/*
+	 * Only this thread's own switch-out reads these, on its CPU after
+	 * these stores: program order is all the ordering needed.
+	 */
+	r->step_task = (__u64)task;
+	r->step_fn = (__u64)fn;
 	r->step_ts = bpf_ktime_get_ns();
 	return 0;
 }
@@ -219,6 +233,36 @@ static __always_inline struct trace_row *row_of_task(struct task_struct *p)
 	return row_of_tid((__u32)p->pid);
 }
 
+/* Back on a CPU after blocking inside a step: the event. */
+static __always_inline void block_end(struct trace_row *r, __u32 tid, __u64 now)
+{
+	struct trace_block *e;
+	__u64 d = now - r->blk_ts;
+
+	hist_add(trace_hists.blocked, d);
+	__sync_fetch_and_add(&trace_blk.events, 1);
+	if (d < block_min_ns) {
+		__sync_fetch_and_add(&trace_blk.short_, 1);
+	} else {
+		/* No wakeup: user space drains the ring at each interval. */
+		e = bpf_ringbuf_reserve(&blocks, sizeof(*e), 0);
+		if (e) {
+			e->task = r->step_task;
+			e->fn = r->step_fn;
+			e->start_ns = r->blk_ts;
+			e->blocked_ns = d;
+			e->tid = tid;
+			e->cpu = bpf_get_smp_processor_id();
+			e->state = r->blk_state;
+			e->pad = 0;
+			bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		} else {
+			__sync_fetch_and_add(&trace_blk.lost, 1);
+		}
+	}
+	r->blk_ts = 0;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next, unsigned int prev_state)
@@ -241,6 +285,15 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev,
 		} else {
 			r->voluntary++;
 			r->wake_ts = 0; /* asleep: the wait starts at wakeup */
+			/*
+			 * Asleep inside a step (S or D, not stopped or dead):
+			 * the step blocked its worker. A step begun before we
+			 * attached has no step_ts, hence no task: not seen.
+			 */
+			if (r->step_ts && (prev_state & 3)) {
+				r->blk_ts = now;
+				r->blk_state = prev_state;
+			}
 		}
 	}
 	r = row_of_task(next);
@@ -254,6 +307,8 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev,
 			r->rq_delay_count++;
 			hist_add(trace_hists.rq_delay, d);
 		}
+		if (r->blk_ts)
+			block_end(r, (__u32)next->pid, now);
 		r->cpu = bpf_get_smp_processor_id();
 		r->on_cpu = 1;
 		r->seen = 1;
@@ -293,5 +348,22 @@ int BPF_PROG(on_migrate, struct task_struct *p, int dest_cpu)
 
 	if (r)
 		r->cpu = (__u32)dest_cpu;
+	return 0;
+}
+
+/*
+ * A thread of the target exits: a worker that leaves inside a step (its
+ * thread ended under it) must not leave a step or a sleep behind for the
+ * next thread that gets its id.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	struct trace_row *r = row_of_task(p);
+
+	if (r) {
+		r->step_ts = 0;
+		r->blk_ts = 0;
+	}
 	return 0;
 }

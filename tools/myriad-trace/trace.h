@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tools/myriad-trace/trace.h: the records that the probes (trace.bpf.c) and
- * the tool (trace_bpf.c) both see: per worker thread and the histograms.
+ * the tool (trace_bpf.c) both see: per worker thread, the histograms, and
+ * the blocking events.
  */
 #ifndef MYRIAD_TRACE_H
 #define MYRIAD_TRACE_H
@@ -14,6 +15,7 @@
 #define TRACE_MAX_ROWS 1024   /* worker threads followed (rows) */
 #define TRACE_HIST_BUCKETS 64 /* log2 of ns: bucket b is [2^b, 2^(b+1)) */
 #define TRACE_INFLIGHT 65536  /* I/O records and calls in flight */
+#define TRACE_BLOCK_RING (256 * 1024) /* bytes: about 5000 blocking events */
 
 /*
  * One worker thread (a row), written by the probes only. The USDT counts
@@ -33,7 +35,10 @@ struct trace_row {
 	__u64 spawned;	/* myriad:spawn on this thread */
 	__u64 io_submit;
 	__u64 io_complete;
-	__u64 step_ts; /* the running step's start (0: none) */
+	__u64 step_ts;	 /* the running step's start (0: none) */
+	__u64 step_task; /* its task and step function (myriad:run) */
+	__u64 step_fn;
+	__u64 blk_ts; /* switched out asleep inside that step at (0: not) */
 	/* tp_btf, the scheduler's view of the thread */
 	__u64 preempt;	 /* involuntary: preempted, or still TASK_RUNNING */
 	__u64 voluntary; /* switched out asleep */
@@ -43,8 +48,31 @@ struct trace_row {
 	__u32 cpu;     /* the CPU it runs on, or last ran on */
 	__u32 seen;    /* 1 once switched in under the probe */
 	__u32 on_cpu;
-	__u32 pad[7];
+	__u32 blk_state; /* prev_state at that switch-out */
 } __attribute__((aligned(64)));
+
+/*
+ * A step that blocked its worker in the kernel: the worker switched out
+ * asleep (not preempted) between myriad:run and run_done, for at least
+ * the tool's --block-min-ms. Through the ring buffer 'blocks'.
+ */
+struct trace_block {
+	__u64 task;	  /* the task (its address), from myriad:run */
+	__u64 fn;	  /* its step function */
+	__u64 start_ns;	  /* switch-out, CLOCK_MONOTONIC */
+	__u64 blocked_ns; /* switch-out to switch-in */
+	__u32 tid;	  /* the worker thread */
+	__u32 cpu;	  /* the CPU it resumed on */
+	__u32 state; /* prev_state: 1 sleeping (S), 2 disk sleep (D), ... */
+	__u32 pad;
+};
+
+/* Blocking events since attach; atomic adds, all workers. */
+struct trace_blk_ctrs {
+	__u64 events; /* every block inside a step, short ones too */
+	__u64 short_; /* shorter than the threshold: counted, not sent */
+	__u64 lost;   /* the ring buffer was full: counted, not sent */
+};
 
 /* Log2 histograms of the whole run (since attach), in ns. */
 struct trace_hists {
@@ -52,10 +80,12 @@ struct trace_hists {
 	__u64 step[TRACE_HIST_BUCKETS];	    /* myriad:run to run_done */
 	__u64 io[TRACE_HIST_BUCKETS];	    /* io_submit to io_complete */
 	__u64 offload[TRACE_HIST_BUCKETS];  /* offload_start to offload_end */
+	__u64 blocked[TRACE_HIST_BUCKETS];  /* a step's sleep in the kernel */
 	__u64 io_lost;	/* submits not recorded: the in-flight map was full */
 	__u64 off_lost; /* the same for offload calls */
 };
 
 _Static_assert(sizeof(struct trace_row) == 192, "three cache lines a row");
+_Static_assert(sizeof(struct trace_block) == 48, "no hidden padding");
 
 #endif

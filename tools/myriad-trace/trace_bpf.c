@@ -2,7 +2,8 @@
 /*
  * tools/myriad-trace/trace_bpf.c: the eBPF source: loads trace.bpf.c through
  * its skeleton, attaches the USDT probes to the target's libmyriad and the
- * scheduler's tracepoints, and reads the rows and histograms.
+ * scheduler's tracepoints, and reads the rows and histograms and drains the
+ * blocking events.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -27,6 +28,9 @@
 struct tbpf {
 	struct trace_bpf *skel;
 	struct bpf_link *links[NPROBES];
+	struct ring_buffer *rb; /* the blocking events */
+	tbpf_block_fn cb;	/* during tbpf_blocks() */
+	void *cb_arg;
 	char missing[128];
 	int rows_fd;
 };
@@ -89,7 +93,20 @@ static int probe_binary(const struct target *t, char *out, size_t len,
 	return 0;
 }
 
-struct tbpf *tbpf_open(const struct target *t, char *why, size_t len)
+static int on_block(void *ctx, void *data, size_t size)
+{
+	struct tbpf *b = ctx;
+	struct trace_block e;
+
+	if (size < sizeof(e))
+		return 0;
+	memcpy(&e, data, sizeof(e));
+	b->cb(&e, b->cb_arg);
+	return 0;
+}
+
+struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
+		       size_t len)
 {
 	static const char *const names[NPROBES] = {
 		"run",		 "run_done",	"steal",     "park",
@@ -120,6 +137,7 @@ struct tbpf *tbpf_open(const struct target *t, char *why, size_t len)
 		goto err;
 	}
 	b->skel->rodata->tgid = (__u32)t->pid;
+	b->skel->rodata->block_min_ns = block_min_ns;
 	err = trace_bpf__load(b->skel);
 	if (err) {
 		if (err == -EPERM || err == -EACCES)
@@ -131,6 +149,14 @@ struct tbpf *tbpf_open(const struct target *t, char *why, size_t len)
 		goto err;
 	}
 	b->rows_fd = bpf_map__fd(b->skel->maps.rows);
+	b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.blocks), on_block, b,
+				 NULL);
+	if (!b->rb) {
+		err = -errno;
+		snprintf(why, len, "eBPF: the blocking events' ring buffer: %s",
+			 strerror(-err));
+		goto err;
+	}
 	err = trace_bpf__attach(b->skel); /* the tp_btf programs */
 	if (err) {
 		snprintf(why, len, "eBPF: the scheduler tracepoints: %s",
@@ -219,9 +245,30 @@ void tbpf_hists(const struct tbpf *b, struct trace_hists *h)
 		h->step[i] = ld(&s->step[i]);
 		h->io[i] = ld(&s->io[i]);
 		h->offload[i] = ld(&s->offload[i]);
+		h->blocked[i] = ld(&s->blocked[i]);
 	}
 	h->io_lost = ld(&s->io_lost);
 	h->off_lost = ld(&s->off_lost);
+}
+
+int tbpf_blocks(struct tbpf *b, tbpf_block_fn cb, void *arg)
+{
+	int r;
+
+	b->cb = cb;
+	b->cb_arg = arg;
+	r = ring_buffer__consume(b->rb);
+	b->cb = NULL;
+	return r < 0 ? r : 0;
+}
+
+void tbpf_blk_ctrs(const struct tbpf *b, struct trace_blk_ctrs *c)
+{
+	const struct trace_blk_ctrs *s = &b->skel->bss->trace_blk;
+
+	c->events = ld(&s->events);
+	c->short_ = ld(&s->short_);
+	c->lost = ld(&s->lost);
 }
 
 const char *tbpf_missing(const struct tbpf *b)
@@ -237,6 +284,7 @@ void tbpf_close(struct tbpf *b)
 		return;
 	for (i = 0; i < NPROBES; i++)
 		bpf_link__destroy(b->links[i]);
+	ring_buffer__free(b->rb);
 	trace_bpf__destroy(b->skel);
 	free(b);
 }
@@ -252,7 +300,20 @@ const char *tbpf_log(void)
 	return "";
 }
 
-struct tbpf *tbpf_open(const struct target *t, char *why, size_t len)
+static int on_block(void *ctx, void *data, size_t size)
+{
+	struct tbpf *b = ctx;
+	struct trace_block e;
+
+	if (size < sizeof(e))
+		return 0;
+	memcpy(&e, data, sizeof(e));
+	b->cb(&e, b->cb_arg);
+	return 0;
+}
+
+struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
+		       size_t len)
 {
 	(void)t;
 	snprintf(why, len,
@@ -273,6 +334,16 @@ void tbpf_read(const struct tbpf *b, unsigned row, struct counts *c)
 void tbpf_hists(const struct tbpf *b, struct trace_hists *h)
 {
 	memset(h, 0, sizeof(*h));
+}
+
+int tbpf_blocks(struct tbpf *b, tbpf_block_fn cb, void *arg)
+{
+	return -ENOTSUP;
+}
+
+void tbpf_blk_ctrs(const struct tbpf *b, struct trace_blk_ctrs *c)
+{
+	memset(c, 0, sizeof(*c));
 }
 
 const char *tbpf_missing(const struct tbpf *b)
