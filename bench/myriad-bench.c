@@ -86,6 +86,8 @@ static void usage(const char *msg)
 		"         echo --conns C --rounds R\n"
 		"         agents --agents A --steps S --tool-ms T --llm-ms L\n"
 		"                --llm-concurrency C [--tool-port P --llm-port P]\n"
+		"                [--tool-conns N]  (a shared pool of N tool\n"
+		"                connections; default one per agent)\n"
 		"         noisy --n N --policy default|kernel [--rounds R]\n"
 		"               [--hog-cpu C]  (C = -1: no hog)\n"
 		"           (without the ports the servers are started from\n"
@@ -731,6 +733,16 @@ static int echo_root(myriad_task_t *self, void *p)
  * how many of the workload's 'unit' fit ('per' descriptors each, besides
  * 'spare').
  */
+/* The descriptors this process may have: RLIMIT_NOFILE's hard limit. */
+static uint64_t nofile_max(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	return rl.rlim_max == RLIM_INFINITY ? UINT64_MAX : rl.rlim_max;
+}
+
 static void raise_nofile(uint64_t need, const char *what, const char *unit,
 			 uint64_t per, uint64_t spare)
 {
@@ -846,10 +858,16 @@ static int cmp_u64(const void *a, const void *b)
  * 1. CPU work: FNV-1a over a shared read-only 4 KiB buffer, 4 passes,
  *    seeded by the agent and the step; the hash goes into the tool request
  *    and comes back in the answer, so it cannot be optimised away.
- * 2. Tool call: one request line on the agent's own pooled TCP connection
- *    to the tool server: connected once when the agent starts and kept
- *    for all its steps (not a connection per step); the answer line
- *    ("ok <request>") is read whole and checked.
+ * 2. Tool call: one request line on a kept-alive TCP connection to the
+ *    tool server; the answer line ("ok <request>") is read whole and
+ *    checked. By default each agent has its own connection, connected
+ *    when it starts and kept for all its steps (not a connection per
+ *    step), as the peers do. With --tool-conns N, or when the descriptor
+ *    limit cannot hold one per agent (a million agents), the agents share
+ *    a pool of N connections instead: a channel of idle descriptors that
+ *    an agent takes for its request and answer and puts back (as an HTTP
+ *    client's connection pool does); tool_conns in the RESULT line says
+ *    which.
  * 3. LLM call: myriad_infer_chat() on a pool with one endpoint (the mock
  *    server, window = llm_concurrency); choices[0].message.content, parsed
  *    by the client, must not be empty.
@@ -865,11 +883,15 @@ static int cmp_u64(const void *a, const void *b)
  * connections curl is still closing.
  */
 #define AGENT_SPARE_FDS 64
+/* The most connections the shared tool pool opens on its own. */
+#define AGENT_POOL_MAX 1024
 
 static struct {
 	int64_t steps;
 	int64_t tool_ms, llm_ms, llm_conc;
 	int tool_port, llm_port;
+	int64_t tool_conns;	/* 0: one per agent; else a shared pool */
+	myriad_chan_t *tool_ch; /* the pool's idle connections (fds) */
 	struct sockaddr_in tool_addr;
 	myriad_infer_t *pool;
 	uint64_t *lats;		    /* A * S steps, ns */
@@ -911,8 +933,11 @@ static void agent_fail(int64_t id, const char *what, int rc, const char *msg)
 		return;
 	if (atomic_fetch_add(&G.failures, 1) == 0)
 		fprintf(stderr,
-			"myriad-bench: agents: agent %" PRId64 ": %s: %s\n", id,
-			what,
+			id >= 0 ? "myriad-bench: agents: agent %" PRId64
+				  ": %s: %s\n"
+				: "myriad-bench: agents: tool connection %" PRId64
+				  ": %s: %s\n",
+			id >= 0 ? id : -1 - id, what,
 			msg	 ? msg
 			: rc < 0 ? strerror(-rc)
 				 : "unexpected end of stream");
@@ -948,7 +973,9 @@ static int agent_step(myriad_task_t *self, void *p)
 	int rc;
 
 	MYRIAD_BEGIN(st);
-	/* The agent's pooled tool connection, kept for all its steps. */
+	if (G.tool_ch)
+		goto steps; /* the shared pool's connections */
+	/* The agent's own tool connection, kept for all its steps. */
 	for (;;) {
 		st->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (st->fd < 0) {
@@ -982,6 +1009,7 @@ static int agent_step(myriad_task_t *self, void *p)
 		agent_fail(st->id, "TCP_NODELAY", rc, NULL);
 		goto out_close;
 	}
+steps:
 	for (st->s = 0; st->s < G.steps; st->s++) {
 		/* 1. CPU work. */
 		st->t0 = myriad_now_ns();
@@ -991,6 +1019,14 @@ static int agent_step(myriad_task_t *self, void *p)
 				   "agent %" PRId64 " step %" PRId64
 				   " fnv %08x\n",
 				   st->id, st->s, st->hash);
+		if (G.tool_ch) {
+			MYRIAD_RECV(st, self, G.tool_ch, &st->fd, rc);
+			if (rc < 0) {
+				agent_fail(st->id, "tool connection pool", rc,
+					   NULL);
+				return MYRIAD_DONE;
+			}
+		}
 		for (st->off = 0; st->off < st->len; st->off += rc) {
 			MYRIAD_IO(st, rc,
 				  myriad_io_send(self, &st->op, st->fd,
@@ -1028,6 +1064,16 @@ static int agent_step(myriad_task_t *self, void *p)
 				   "not \"ok <request>\"");
 			goto out_close;
 		}
+		/* Back to the pool (it has room for all of them). */
+		if (G.tool_ch) {
+			rc = myriad_chan_try_send(G.tool_ch, &st->fd);
+			if (rc < 0) {
+				agent_fail(st->id, "tool connection pool", rc,
+					   NULL);
+				goto out_close;
+			}
+			st->fd = -1;
+		}
 		/* 3. The LLM call. */
 		snprintf(st->msgs, sizeof(st->msgs),
 			 "[{\"role\":\"user\",\"content\":\"agent %" PRId64
@@ -1054,6 +1100,10 @@ static int agent_step(myriad_task_t *self, void *p)
 		myriad_infer_release(self, &st->call);
 	}
 	atomic_fetch_xor_explicit(&G.hash_sink, st->hash, memory_order_relaxed);
+	if (G.tool_ch) {
+		count_down();
+		return MYRIAD_DONE;
+	}
 	MYRIAD_IO(st, rc, myriad_io_close(self, &st->op, st->fd));
 	if (rc < 0) {
 		agent_fail(st->id, "close", rc, NULL);
@@ -1063,18 +1113,80 @@ static int agent_step(myriad_task_t *self, void *p)
 	return MYRIAD_DONE;
 out_close:
 	/* After a failure: the kernel closes it at once, nothing to wait for. */
-	close(st->fd);
+	if (st->fd >= 0)
+		close(st->fd);
+	MYRIAD_END(st);
+}
+
+/* One connection of the shared pool: connected, then made idle. */
+struct tool_conn {
+	MYRIAD_CORO_FIELD;
+	int fd;
+	int attempt;
+	int64_t id;
+	myriad_io_t op;
+	myriad_timer_t tm;
+};
+
+static int tool_conn_step(myriad_task_t *self, void *p)
+{
+	struct tool_conn *st = p;
+	int rc;
+
+	MYRIAD_BEGIN(st);
+	for (;;) {
+		st->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (st->fd < 0) {
+			agent_fail(-1 - st->id, "socket", -errno, NULL);
+			return MYRIAD_DONE;
+		}
+		MYRIAD_IO(
+			st, rc,
+			myriad_io_connect(self, &st->op, st->fd,
+					  (const struct sockaddr *)&G.tool_addr,
+					  sizeof(G.tool_addr)));
+		if (rc == 0)
+			break;
+		close(st->fd);
+		if (!connect_retryable(rc) || st->attempt >= ECHO_RETRIES) {
+			agent_fail(-1 - st->id, "connect to the tool server",
+				   rc, NULL);
+			return MYRIAD_DONE;
+		}
+		atomic_fetch_add(&G.retries, 1);
+		MYRIAD_SLEEP(st, self, &st->tm,
+			     UINT64_C(10000000) << st->attempt, rc);
+		if (rc < 0) {
+			agent_fail(-1 - st->id, "sleep", rc, NULL);
+			return MYRIAD_DONE;
+		}
+		st->attempt++;
+	}
+	rc = set_nodelay(st->fd);
+	if (rc == 0)
+		rc = myriad_chan_try_send(G.tool_ch, &st->fd);
+	if (rc < 0) {
+		agent_fail(-1 - st->id, "tool connection pool", rc, NULL);
+		close(st->fd);
+	}
 	MYRIAD_END(st);
 }
 
 static int agents_root(myriad_task_t *self, void *p)
 {
 	struct root *st = p;
+	struct tool_conn tc;
 	struct agent a;
 
 	MYRIAD_BEGIN(st);
 	B.root = myriad_task_waker(self);
 	clock_gettime(CLOCK_MONOTONIC, &B.t0);
+	/* The shared pool's connections, made beside the first agents. */
+	for (st->i = 0; G.tool_ch && st->i < G.tool_conns; st->i++) {
+		memset(&tc, 0, sizeof(tc));
+		tc.id = st->i;
+		spawn(self, tool_conn_step, &tc, sizeof(tc), 0);
+	}
 	for (st->i = 0; st->i < B.n && !B.failed && !G.failures; st->i++) {
 		memset(&a, 0, sizeof(a));
 		a.id = st->i;
@@ -1568,6 +1680,7 @@ int main(int argc, char **argv)
 	int64_t sleep_ms = -1, conns = -1, overflows = -1;
 	int64_t agents = -1, steps = -1, tool_ms = -1, llm_ms = -1;
 	int64_t llm_conc = -1, tool_port = -1, llm_port = -1;
+	int64_t tool_conns = -1;
 	int64_t hog_cpu = -2;
 	const char *policy = NULL;
 	bool noisy_debug = false;
@@ -1624,6 +1737,8 @@ int main(int argc, char **argv)
 			tool_port = parse_int(a, argv[++i], 1, 65535);
 		else if (!strcmp(a, "--llm-port"))
 			llm_port = parse_int(a, argv[++i], 1, 65535);
+		else if (!strcmp(a, "--tool-conns"))
+			tool_conns = parse_int(a, argv[++i], 1, 65536);
 		else if (!strcmp(a, "--policy"))
 			policy = argv[++i];
 		else if (!strcmp(a, "--hog-cpu"))
@@ -1696,6 +1811,7 @@ int main(int argc, char **argv)
 		G.llm_conc = llm_conc >= 0 ? llm_conc : 256;
 		G.tool_port = tool_port >= 0 ? (int)tool_port : 0;
 		G.llm_port = llm_port >= 0 ? (int)llm_port : 0;
+		G.tool_conns = tool_conns >= 0 ? tool_conns : 0;
 		if (B.n * G.steps > INT64_C(1) << 28)
 			usage("--agents times --steps over 2^28");
 		tasks = B.n;
@@ -1728,9 +1844,10 @@ int main(int argc, char **argv)
 	if ((policy || hog_cpu >= -1) && strcmp(wl, "noisy"))
 		usage("--policy and --hog-cpu are for noisy only");
 	if ((agents >= 0 || steps >= 0 || tool_ms >= 0 || llm_ms >= 0 ||
-	     llm_conc >= 0 || tool_port >= 0 || llm_port >= 0) &&
+	     llm_conc >= 0 || tool_port >= 0 || llm_port >= 0 ||
+	     tool_conns >= 0) &&
 	    strcmp(wl, "agents"))
-		usage("--agents, --steps, --tool-ms, --llm-ms, --llm-concurrency, --tool-port and --llm-port are for agents only");
+		usage("--agents, --steps, --tool-ms, --llm-ms, --llm-concurrency, --tool-port, --llm-port and --tool-conns are for agents only");
 
 	if (sleep_ms >= 0 && strcmp(wl, "park"))
 		usage("--sleep-ms is for park only");
@@ -1753,11 +1870,43 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!strcmp(wl, "agents")) {
-		/* A tool connection per agent and the LLM pool's connections. */
-		raise_nofile(
-			(uint64_t)(B.n + G.llm_conc + AGENT_SPARE_FDS),
-			"agents (a tool connection per agent, the LLM connections and some to spare)",
-			"--agents", 1, (uint64_t)G.llm_conc + AGENT_SPARE_FDS);
+		/*
+		 * A tool connection per agent (or the shared pool's) and the
+		 * LLM pool's connections. Agents beyond what the descriptor
+		 * limit holds share a pool of the connections it has room
+		 * for (at most AGENT_POOL_MAX), said on stderr.
+		 */
+		if (!G.tool_conns) {
+			uint64_t room = nofile_max();
+			uint64_t other = (uint64_t)G.llm_conc + AGENT_SPARE_FDS;
+
+			if ((uint64_t)B.n + other > room) {
+				G.tool_conns = room > other + 16
+						       ? (int64_t)(room - other)
+						       : 16;
+				if (G.tool_conns > AGENT_POOL_MAX)
+					G.tool_conns = AGENT_POOL_MAX;
+				fprintf(stderr,
+					"myriad-bench: agents: %" PRId64
+					" agents do not fit one tool connection each in RLIMIT_NOFILE %" PRIu64
+					": they share a pool of %" PRId64
+					" (--tool-conns)\n",
+					B.n, room, G.tool_conns);
+			}
+		}
+		if (G.tool_conns)
+			raise_nofile(
+				(uint64_t)(G.tool_conns + G.llm_conc +
+					   AGENT_SPARE_FDS),
+				"agents (the tool connection pool, the LLM connections and some to spare)",
+				"--tool-conns", 1,
+				(uint64_t)G.llm_conc + AGENT_SPARE_FDS);
+		else
+			raise_nofile(
+				(uint64_t)(B.n + G.llm_conc + AGENT_SPARE_FDS),
+				"agents (a tool connection per agent, the LLM connections and some to spare)",
+				"--agents", 1,
+				(uint64_t)G.llm_conc + AGENT_SPARE_FDS);
 		G.lats = calloc((size_t)(B.n * G.steps), sizeof(*G.lats));
 		if (!G.lats) {
 			fprintf(stderr,
@@ -1848,6 +1997,16 @@ int main(int argc, char **argv)
 				"myriad-bench: agents: myriad_infer_add: %s\n",
 				strerror(-err));
 			return 1;
+		}
+		if (G.tool_conns) {
+			G.tool_ch = myriad_chan_create(
+				rt, sizeof(int), (size_t)G.tool_conns, &err);
+			if (!G.tool_ch) {
+				fprintf(stderr,
+					"myriad-bench: agents: the tool connection pool: %s\n",
+					strerror(-err));
+				return 1;
+			}
 		}
 	}
 
@@ -2000,6 +2159,13 @@ int main(int argc, char **argv)
 			myriad_chan_destroy(B.chans[i]);
 		free(B.chans);
 	}
+	if (G.tool_ch) {
+		int fd;
+
+		while (myriad_chan_try_recv(G.tool_ch, &fd) == 0)
+			close(fd);
+		myriad_chan_destroy(G.tool_ch);
+	}
 	if (G.pool) {
 		r = myriad_infer_destroy(G.pool);
 		if (r < 0) {
@@ -2068,6 +2234,10 @@ int main(int argc, char **argv)
 		       G.lats[(nl * 50 + 99) / 100 - 1] / 1e6,
 		       G.lats[(nl * 99 + 99) / 100 - 1] / 1e6,
 		       sps / ((double)G.llm_conc * 1000.0 / (double)G.llm_ms));
+		/* Not in BENCH.md: how the tool calls connect, and memory. */
+		printf(" tool_conns=%" PRId64 " bytes_per_agent=%.0f",
+		       G.tool_conns ? G.tool_conns : B.n,
+		       peak_rss_kb() * 1024.0 / (double)B.n);
 	} else if (!strcmp(wl, "noisy")) {
 		size_t nl = atomic_load(&N.next);
 
