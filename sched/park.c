@@ -237,6 +237,11 @@ bool work_visible(struct myriad_rt *rt)
 	for (i = 0; i < rt->nworkers; i++)
 		if (lq_len(&rt->workers[i]))
 			return true;
+	/* A stack the monitor marked stuck (sysmon.c) is work too. */
+	if (atomic_load_explicit(&rt->stuck_any, memory_order_relaxed))
+		for (i = 0; i < rt->nworkers; i++)
+			if (lq_stack_stuck(&rt->workers[i]))
+				return true;
 	return false;
 }
 
@@ -260,6 +265,7 @@ static void park_common(struct worker *w, bool look)
 	    atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
 		if (!idle_unpark_self(rt, w))
 			w->searching = true; /* a notifier took us: step 6 */
+		sysmon_kick(rt);
 		return;
 	}
 
@@ -280,6 +286,8 @@ static void park_common(struct worker *w, bool look)
 		CTR_INC(w, MYRIAD_CTR_WAKES);
 		PROBE1(wake, (int)w->idx); /* woken by another thread */
 	}
+	/* Awake again: the monitor watches while any worker is. */
+	sysmon_kick(rt);
 }
 
 void park(struct worker *w)

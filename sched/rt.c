@@ -389,7 +389,9 @@ void rt_shm_publish(struct worker *w, bool parked)
 	(void)i;
 #endif
 	__atomic_store_n(&s->cpu, sched_getcpu(), __ATOMIC_RELAXED);
-	__atomic_store_n(&s->queue_len, lq_len(w) + w->stack_n,
+	__atomic_store_n(&s->queue_len,
+			 lq_len(w) + atomic_load_explicit(&w->stack_n,
+							  memory_order_relaxed),
 			 __ATOMIC_RELAXED);
 	__atomic_store_n(&s->parked, parked ? 1u : 0u, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->stamp_ns, myriad_now_ns(), __ATOMIC_RELAXED);
@@ -428,6 +430,7 @@ static void rt_free(struct myriad_rt *rt)
 		free(rt->workers);
 	}
 	shm_close_rt(rt);
+	sysmon_stop(rt);
 	if (rt->sig_poller_ok) {
 		atomic_store_explicit(&rt->sig_stop, true,
 				      memory_order_release);
@@ -454,7 +457,8 @@ static void rt_free(struct myriad_rt *rt)
 /*
  * Stop the workers: the numbered shutdown.
  * 1. Set 'shutdown' (release): no new step starts after a worker sees it,
- *    and spawns and wakes from now on fail with -ESHUTDOWN.
+ *    and spawns and wakes from now on fail with -ESHUTDOWN. Stop the
+ *    monitor of stuck steps (sysmon.c): nothing is taken over any more.
  * 2. Wake every worker through its ring, so sleepers see step 1.
  * 3. Wake every thread blocked in myriad_handle_join(): it sees step 1.
  * 4. Join the threads: a worker exits after its current step, and after
@@ -472,6 +476,7 @@ static void rt_stop(struct myriad_rt *rt)
 	if (rt->stopped)
 		return;
 	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
+	sysmon_stop(rt);
 	notify_all(rt);
 	atomic_fetch_add_explicit(&rt->done_epoch, 1, memory_order_release);
 	myriad_futex_wake_all(&rt->done_epoch);
@@ -748,6 +753,8 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 				pthread_join(rt->workers[i].thread, NULL);
 		goto err_free;
 	}
+	/* Not an error if it does not start: nothing is taken over then. */
+	sysmon_start(rt);
 	return rt;
 
 err_free:
@@ -940,6 +947,7 @@ static const char *const ctr_names[MYRIAD_CTR__COUNT] = {
 	[MYRIAD_CTR_OVERFLOWS] = "overflows",
 	[MYRIAD_CTR_IO_OPS] = "io_ops",
 	[MYRIAD_CTR_IO_ENTERS] = "io_enters",
+	[MYRIAD_CTR_TAKEOVERS] = "takeovers",
 };
 
 const char *myriad_counter_name(unsigned ctr)

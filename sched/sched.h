@@ -187,16 +187,38 @@ static inline void own_add(_Atomic int64_t *v, int64_t n)
 			      memory_order_relaxed);
 }
 
+static inline void own_add32(_Atomic uint32_t *v, uint32_t n)
+{
+	atomic_store_explicit(v,
+			      atomic_load_explicit(v, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
 struct worker {
 	/* Read by thieves. */
 	struct ck_ring ring; /* local run queue, SPMC */
 	ck_ring_buffer_t *buf;
 	_Atomic(struct myriad_task *) lifo; /* stealable LIFO slot */
 
+	/*
+	 * The spawn stack's takeover (queue.c, steps 6-11). 'stk_win': the
+	 * step window, 0 outside a step, else the running task | 1, written
+	 * by the owner once when a step begins and once when it ends (two
+	 * steps of one task in a row look like one to the monitor: at worst
+	 * a stack is taken over that would have run soon). 'stk_steal': a
+	 * thief's claim (bit 0) and its note to the owner: the stack entries
+	 * it took (bits 1-31) and the join count it added for the step (bits
+	 * 32-63). 'stk_stuck': the window the monitor found stuck (sysmon.c).
+	 */
+	_Atomic uintptr_t stk_win __attribute__((aligned(CACHELINE)));
+	_Atomic uint64_t stk_steal;
+	_Atomic uintptr_t stk_stuck;
+
 	/* Owner only. */
 	struct myriad_rt *rt __attribute__((aligned(CACHELINE)));
 	unsigned idx;
-	unsigned stack_n; /* tasks on the spawn stack */
+	/* Tasks on the spawn stack: the owner writes, a thief reads (11). */
+	_Atomic unsigned stack_n;
 	unsigned lifo_streak;
 	uint32_t tick;
 	int budget; /* cooperative budget of this step */
@@ -211,9 +233,9 @@ struct worker {
 	 * compare-and-swap, or earlier by join_flush() before a child can
 	 * become visible to another thread.
 	 */
-	uint32_t join_pending;
-	bool in_sleepers;	     /* guarded by rt->idle.lock */
-	struct myriad_task *current; /* the task whose step runs */
+	_Atomic uint32_t join_pending; /* owner writes, a thief reads */
+	bool in_sleepers;	       /* guarded by rt->idle.lock */
+	struct myriad_task *current;   /* the task whose step runs */
 	uint64_t rng;
 	int alloc_flags; /* MALLOCX_ARENA | MALLOCX_TCACHE */
 	int free_flags;	 /* MALLOCX_TCACHE */
@@ -250,7 +272,7 @@ struct worker {
 	uintptr_t pf_last;	       /* the 2 MiB chunk allocated from ... */
 	_Atomic uintptr_t pf_front;    /* ... as others read it (rt.c) */
 	/* Spawned tasks, newest last: depth-first for fork-join (queue.c). */
-	struct myriad_task *stack[MYRIAD_STACK_CAP];
+	_Atomic(struct myriad_task *) stack[MYRIAD_STACK_CAP];
 #if MYRIAD_COUNTERS
 	_Atomic uint64_t ctr[MYRIAD_CTR__COUNT];
 #endif
@@ -286,6 +308,18 @@ struct myriad_rt {
 	pthread_t sig_poller;
 	bool sig_poller_ok;
 	_Atomic bool sig_stop;
+
+	/*
+	 * The monitor of stuck steps (sysmon.c): its thread, its futex word
+	 * (enum mon_state), whether membarrier() lets stacks be taken over,
+	 * and whether a worker is marked stuck now.
+	 */
+	pthread_t mon;
+	void *mon_ctx;
+	bool mon_ok;
+	bool stk_takeover;
+	_Atomic uint32_t mon_state;
+	_Atomic bool stuck_any;
 
 	/* Counters in shared memory for other processes (stats.h). */
 	struct myriad_shm *shm;
@@ -372,6 +406,43 @@ void notify_local(struct myriad_rt *rt, struct worker *w);
 void notify_all(struct myriad_rt *rt);
 void park_reap(struct worker *w);
 bool work_visible(struct myriad_rt *rt);
+
+/* queue.c: the spawn stack's takeover (steps 6-11) */
+void stk_reclaim(struct worker *w);
+unsigned lq_take_stack(struct worker *victim, uintptr_t win,
+		       struct myriad_task **v);
+bool lq_stack_stuck(struct worker *victim);
+unsigned lq_stack_len(struct worker *w);
+uintptr_t stk_hold(struct worker *w);
+void stk_unhold(struct worker *w, uintptr_t win);
+
+/*
+ * A step begins (queue.c step 7): one store. Release: a thief that reads
+ * the window (acquire) sees the stack and join count as they were.
+ */
+static inline void stk_open(struct worker *w, struct myriad_task *t)
+{
+	atomic_store_explicit(&w->stk_win, (uintptr_t)t | 1,
+			      memory_order_release);
+}
+
+/*
+ * The step ended (queue.c step 8): close the window, then look for a
+ * thief. Only a compiler barrier between the store and the load: the
+ * thief's membarrier() is the fence of both sides.
+ */
+static inline void stk_close(struct worker *w)
+{
+	atomic_store_explicit(&w->stk_win, 0, memory_order_relaxed);
+	atomic_signal_fence(memory_order_seq_cst);
+	if (unlikely(atomic_load_explicit(&w->stk_steal, memory_order_relaxed)))
+		stk_reclaim(w);
+}
+
+/* sysmon.c: the monitor of steps that block or run long */
+int sysmon_start(struct myriad_rt *rt);
+void sysmon_stop(struct myriad_rt *rt);
+void sysmon_kick(struct myriad_rt *rt);
 
 /* rt.c: an idle worker faults in fresh arena memory ahead of spawning */
 #define PF_CHUNK ((uintptr_t)2 << 20)

@@ -55,11 +55,13 @@
  *    finish before it is dequeued.
  * 5. A parent counts the children it spawns during a step in its worker
  *    (join_pending) and adds them to the word in the step's closing
- *    compare-and-swap: those children sit on the worker's private spawn
- *    stack and cannot run, let alone finish and decrement, before the
- *    step ends. Whatever would make one visible to another thread earlier
- *    (a spill of the stack, the inject queue) first adds the pending count
- *    with join_flush(), and myriad_task_join() counts it too.
+ *    compare-and-swap: those children sit on the worker's spawn stack and
+ *    cannot run, let alone finish and decrement, before the step ends.
+ *    Whatever would make one visible to another thread earlier (a spill of
+ *    the stack, the inject queue) first adds the pending count with
+ *    join_flush(), and myriad_task_join() counts it too. A thief that
+ *    takes the stack over during the step adds the count itself before it
+ *    runs a child, and tells the owner how much (queue.c step 9).
  * 6. A task that finishes with a join count of zero and no handle enters
  *    DONE with a plain store, not a compare-and-swap: no child is left to
  *    decrement the word, a wake finding DONE changes nothing, and a cancel
@@ -174,13 +176,26 @@ bool task_wake_prepare(struct myriad_task *t)
 /* Step 5: add the running step's pending children to its join count. */
 void join_flush(struct worker *w)
 {
-	if (w->join_pending && w->current) {
+	uintptr_t held;
+	uint32_t n;
+
+	if (!atomic_load_explicit(&w->join_pending, memory_order_relaxed) ||
+	    !w->current)
+		return;
+	/*
+	 * A thief may read and add the pending count too (queue.c step 9):
+	 * close the step window first, which also takes what it added off.
+	 */
+	held = stk_hold(w);
+	n = atomic_load_explicit(&w->join_pending, memory_order_relaxed);
+	if (n) {
 		atomic_fetch_add_explicit(&w->current->state,
-					  (uint64_t)w->join_pending *
-						  TS_JOIN_ONE,
+					  (uint64_t)n * TS_JOIN_ONE,
 					  memory_order_relaxed);
-		w->join_pending = 0;
+		atomic_store_explicit(&w->join_pending, 0,
+				      memory_order_relaxed);
 	}
+	stk_unhold(w, held);
 }
 
 /*
@@ -361,14 +376,21 @@ void task_run(struct worker *w, struct myriad_task *t)
 		if (unlikely(w->sigw))
 			sig_step_begin(w->sigw, (uint64_t)(uintptr_t)t,
 				       (const void *)t->step, 0);
+		stk_open(w, t);
 		r = t->step(t, task_state(t));
+		stk_close(w);
 		if (unlikely(w->sigw))
 			sig_step_end(w->sigw);
 		PROBE3(run_done, (int)w->idx, t, r);
 		w->current = NULL;
 	}
-	pend = (uint64_t)w->join_pending * TS_JOIN_ONE;
-	w->join_pending = 0;
+	/* After stk_close(): what a thief added is off the count (step 8). */
+	pend = (uint64_t)atomic_load_explicit(&w->join_pending,
+					      memory_order_relaxed) *
+	       TS_JOIN_ONE;
+	if (pend)
+		atomic_store_explicit(&w->join_pending, 0,
+				      memory_order_relaxed);
 	/*
 	 * Reap before the state word says DONE: after that a handle's owner
 	 * may free the task. A zero join count stays zero until the task
@@ -499,7 +521,7 @@ myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
 	}
 	if (!(flags & MYRIAD_SPAWN_DETACHED)) {
 		/* Counted at the end of the step, or before it is seen (5). */
-		w->join_pending++;
+		own_add32(&w->join_pending, 1);
 		t->sibling = self->children;
 		self->children = t;
 	}
@@ -522,7 +544,7 @@ int myriad_task_join(myriad_task_t *self)
 	if (unlikely(!is_running_task(w, self)))
 		return -EINVAL;
 	/* Acquire: pairs with the children's release in child_finished. */
-	if (w->join_pending ||
+	if (atomic_load_explicit(&w->join_pending, memory_order_relaxed) ||
 	    TS_JOIN(atomic_load_explicit(&self->state, memory_order_acquire)))
 		return 1;
 	w->joined = true;

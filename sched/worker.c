@@ -141,7 +141,8 @@ static void share_work(struct worker *w)
 	if (!idle)
 		return;
 	/* Only into an empty ring: thieves take half of what is there. */
-	if (w->stack_n && !ck_ring_size(&w->ring))
+	if (atomic_load_explicit(&w->stack_n, memory_order_relaxed) &&
+	    !ck_ring_size(&w->ring))
 		lq_spill(w);
 	if (w->need_notify ||
 	    atomic_load_explicit(&w->lifo, memory_order_relaxed)) {
@@ -151,9 +152,43 @@ static void share_work(struct worker *w)
 }
 
 /*
+ * Take over the spawn stack of a worker that the monitor found stuck in a
+ * step (queue.c steps 6-11, sysmon.c): run the oldest task taken (the
+ * largest subtree), queue the rest on this worker's ring, where others
+ * can steal them.
+ */
+static struct myriad_task *take_over(struct worker *w)
+{
+	struct myriad_rt *rt = w->rt;
+	struct myriad_task *v[MYRIAD_STACK_CAP];
+	unsigned a, i, n;
+
+	for (a = 0; a < rt->nworkers; a++) {
+		struct worker *victim = &rt->workers[a];
+
+		if (victim == w || !lq_stack_stuck(victim))
+			continue;
+		n = lq_take_stack(victim,
+				  atomic_load_explicit(&victim->stk_stuck,
+						       memory_order_relaxed),
+				  v);
+		if (!n)
+			continue;
+		for (i = 1; i < n; i++)
+			lq_push(w, v[i]);
+		CTR_INC(w, MYRIAD_CTR_TAKEOVERS);
+		CTR_ADD(w, MYRIAD_CTR_STOLEN, n);
+		PROBE3(steal, (int)w->idx, (int)a, n);
+		return v[0];
+	}
+	return NULL;
+}
+
+/*
  * Search other workers: become a searcher (at most half the workers are),
  * ask the policy for victims and take half of a victim's ring; then the
- * LIFO slots of workers stuck in long steps; then the inject queue.
+ * LIFO slots of workers stuck in long steps, and the spawn stacks of those
+ * the monitor found stuck; then the inject queue.
  */
 static struct myriad_task *worker_search(struct worker *w)
 {
@@ -186,8 +221,13 @@ static struct myriad_task *worker_search(struct worker *w)
 		if (t) {
 			CTR_INC(w, MYRIAD_CTR_STOLEN);
 			PROBE3(steal, (int)w->idx, -1, 1); /* a LIFO slot */
-		} else
+		} else if (unlikely(atomic_load_explicit(
+				   &rt->stuck_any, memory_order_relaxed)) &&
+			   (t = take_over(w))) {
+			/* counted in take_over() */
+		} else {
 			t = inject_take(w);
+		}
 	}
 	if (!t)
 		CTR_INC(w, MYRIAD_CTR_STEAL_FAILS);

@@ -27,6 +27,8 @@ enum myriad_counter {
 	MYRIAD_CTR_OVERFLOWS,	 /* local queue spills to the inject queue */
 	MYRIAD_CTR_IO_OPS,	 /* I/O operations started by its tasks */
 	MYRIAD_CTR_IO_ENTERS,	 /* io_uring_enter calls on its ring */
+	/* spawn stacks it took over from workers stuck in one step */
+	MYRIAD_CTR_TAKEOVERS,
 	MYRIAD_CTR__COUNT
 };
 
