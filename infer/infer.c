@@ -1184,7 +1184,10 @@ static int driver_step(myriad_task_t *self, void *state)
 	uint64_t wake, next;
 	int running, rc, guard;
 
-	d->self = self;
+	if (d->self != self) {
+		d->self = self;
+		task_set_urgent(self); /* sched/task.c: ahead of the agents */
+	}
 	for (guard = 0; guard < 64; guard++) {
 		/* Sockets that are ready (or whose poll ended). */
 		r = atomic_exchange_explicit(&d->ready, NULL,

@@ -329,6 +329,8 @@ static void shm_open_rt(struct myriad_rt *rt)
 	unsigned i;
 	int fd;
 
+	/* Files left by killed processes (bpf/shm_stale.h). */
+	shm_sweep_stale();
 	snprintf(rt->shm_name, sizeof(rt->shm_name), "/myriad.%d.%u",
 		 (int)getpid(), atomic_fetch_add(&shm_seq, 1));
 	fd = shm_open(rt->shm_name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC,

@@ -99,6 +99,7 @@ enum task_flag {
 	TF_HANDLE = 1u << 7,	  /* a handle holds a reference */
 	TF_HANDLE_GONE = 1u << 8, /* ... and has released it */
 	TF_TIMEDOUT = 1u << 9,	  /* with CANCELLED: a deadline passed */
+	TF_URGENT = 1u << 10,	  /* woken into the LIFO slot (task_urgent) */
 };
 
 /*
@@ -464,5 +465,6 @@ void task_cancel_flags(struct myriad_task *t, uint64_t why);
 int task_cancel_reason(const struct myriad_task *t);
 void task_op_done(struct worker *w, struct myriad_task *t);
 void task_op_wake(struct worker *w, struct myriad_task *t);
+void task_set_urgent(struct myriad_task *self);
 
 #endif

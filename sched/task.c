@@ -660,8 +660,10 @@ void task_op_done(struct worker *w, struct myriad_task *t)
 	}
 	if ((s & TS_LC_MASK) != TS_IDLE)
 		return;
-	if (w)
+	if (w && !(s & TF_URGENT))
 		lq_push(w, t);
+	else if (w)
+		lq_push_lifo(w, t);
 	else
 		task_schedule(task_rt(t), t);
 }
@@ -730,4 +732,16 @@ int myriad_waker_wake(myriad_waker_t wk)
 		return 0;
 	task_schedule(wk.rt, wk.task);
 	return 1;
+}
+
+/*
+ * Mark the running task 'self' urgent: an I/O completion wakes it into the
+ * LIFO slot of the worker that reaped it, ahead of the ring. For the
+ * runtime's own driver tasks (the HTTP client), whose one step feeds the
+ * I/O of many tasks: behind a ring of runnable agents it refilled the LLM
+ * window late.
+ */
+void task_set_urgent(struct myriad_task *self)
+{
+	atomic_fetch_or_explicit(&self->state, TF_URGENT, memory_order_relaxed);
 }

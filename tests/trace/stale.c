@@ -15,6 +15,7 @@
  *    process: myriad-trace refuses it (exit 2), saying the file is stale;
  *    a myriad process (the block target, no shm file of its own): traced,
  *    the header says the stale file was ignored.
+ * 4. A runtime with shared-memory counters sweeps stale files as it starts.
  */
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -123,6 +124,46 @@ static void unit(void)
 	rm(mine);
 	rm(odd1);
 	rm(odd2);
+}
+
+/*
+ * 4. A runtime started with MYRIAD_STATS_SHM=1 (the block target) sweeps a
+ *    stale file of a gone pid before it makes its own.
+ */
+static void runtime_sweeps(const char *exe)
+{
+	char gone[64], own[64];
+	pid_t dead = dead_pid(), c;
+	int pi[2], i;
+
+	snprintf(gone, sizeof(gone), "myriad.%d.0", (int)dead);
+	make_file(gone, dead);
+	REQUIRE(pipe(pi) == 0, "pipe");
+	c = fork();
+	REQUIRE(c >= 0, "fork: %s", strerror(errno));
+	if (c == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(pi[0], 0);
+		dup2(null, 1);
+		close(pi[0]);
+		close(pi[1]);
+		setenv("MYRIAD_STATS_SHM", "1", 1);
+		execl(exe, exe, (char *)NULL);
+		_exit(127);
+	}
+	close(pi[0]);
+	snprintf(own, sizeof(own), "myriad.%d.0", (int)c);
+	for (i = 0; i < 500 && !exists(own); i++)
+		usleep(10000);
+	CHECK(exists(own), "the target made no %s in 5 s", own);
+	CHECK(!exists(gone), "%s (pid gone) kept by a runtime starting", gone);
+	close(pi[1]); /* the target ends */
+	REQUIRE(waitpid(c, NULL, 0) == c, "waitpid");
+	CHECK(!exists(own), "%s left after the runtime ended", own);
+	rm(gone);
+	rm(own);
 }
 
 /*
@@ -291,6 +332,7 @@ int main(int argc, char **argv)
 	}
 	t_watchdog(50);
 	unit();
+	runtime_sweeps(target);
 	if (geteuid() == 0) {
 		reused(trace, NULL);
 		reused(trace, target);
