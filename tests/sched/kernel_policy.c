@@ -124,7 +124,7 @@ int main(int argc, char **argv)
 		myriad_handle_t *h;
 		myriad_task_t *task;
 		struct myriad_block b[16];
-
+		uint64_t best = 0;
 		int tries;
 
 		for (tries = 0; tries < 3 && !found; tries++) {
@@ -140,26 +140,28 @@ int main(int argc, char **argv)
 					k = myriad_rt_blocks(rt, w, b, 16);
 					CHECK(k >= 0, "myriad_rt_blocks: %d",
 					      k);
+					/*
+					 * The step may block more than once
+					 * (a sanitizer's lock, a page fault
+					 * under load): its longest block is
+					 * the sleep.
+					 */
 					while (k-- > 0)
 						if (b[k].task == task &&
 						    b[k].step ==
 							    (const void *)
-								    sleeper) {
-							found = 1;
-							CHECK(b[k].blocked_ns >=
-									      30000000ull &&
-								      b[k].blocked_ns <
-									      2000000000ull,
-							      "blocked %.1f ms, slept 50",
-							      b[k].blocked_ns /
-								      1e6);
-							printf("%s: block of %.1f ms "
-							       "reported on worker %u\n",
-							       t_name,
-							       b[k].blocked_ns /
-								       1e6,
-							       w);
-						}
+								    sleeper &&
+						    b[k].blocked_ns > best)
+							best = b[k].blocked_ns;
+					if (best >= 30000000ull) {
+						found = 1;
+						CHECK(best < 2000000000ull,
+						      "blocked %.1f ms, slept 50",
+						      best / 1e6);
+						printf("%s: block of %.1f ms "
+						       "reported on worker %u\n",
+						       t_name, best / 1e6, w);
+					}
 				}
 			}
 			myriad_handle_release(h);
