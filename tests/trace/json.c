@@ -329,6 +329,10 @@ int main(int argc, char **argv)
 		REQUIRE(status_fd[i] >= 0, "%s: %s", path, strerror(errno));
 	}
 	REQUIRE(pthread_create(&th, NULL, sampler, NULL) == 0, "pthread");
+	/* Samples before the tool's first interval begins, even when the
+	 * sampler thread is slow to get a CPU (a loaded machine). */
+	for (i = 0; i < 2000 && atomic_load(&nsnaps) < 2; i++)
+		t_sleep_ms(1);
 
 	/* myriad-trace --json --duration 2 --interval 0.5 [--no-bpf] PID */
 	REQUIRE(pipe(pfd) == 0, "pipe");
@@ -363,7 +367,20 @@ int main(int argc, char **argv)
 	REQUIRE(waitpid(tp, &st, 0) == tp, "waitpid");
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 	      "myriad-trace: status %d, want exit 0", st);
-	t_sleep_ms(5); /* the sampler passes the last interval's end */
+	/* The sampler passes the last interval's end (up to 2 s late). */
+	if (niv) {
+		double t_last =
+			json_real_value(json_object_get(iv[niv - 1], "ts"));
+		unsigned n;
+
+		for (i = 0; i < 2000; i++) {
+			n = atomic_load(&nsnaps);
+			if (n >= NSAMPLES || (n && snaps[n - 1].t > t_last))
+				break;
+			t_sleep_ms(1);
+		}
+	}
+	t_sleep_ms(5);
 	atomic_store(&sampler_stop, 1);
 	pthread_join(th, NULL);
 	kill(bench_pid, SIGKILL);
