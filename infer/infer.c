@@ -83,7 +83,9 @@ struct icall {
 	/* Streaming: content so far, appended by the driver, read by the
 	 * task, under slock; 'sparsed' is how much of 'resp' is parsed. */
 	bool stream, sdone;
-	bool bad_body; /* a stream event was malformed */
+	bool parse_pending; /* a 2xx body the task has yet to parse */
+	int settled_rc;	    /* what settle() made of it */
+	bool bad_body;	    /* a stream event was malformed */
 	struct spin slock;
 	char *sbuf;
 	size_t slen, scap, sread, sparsed;
@@ -287,6 +289,8 @@ static void call_free_transfer(struct driver *d, struct icall *c)
 	mem_free(c->body);
 	c->body = NULL;
 	c->body_cap = 0;
+	if (c->parse_pending)
+		return; /* the task parses the response (settle()) */
 	mem_free(c->resp);
 	c->resp = NULL;
 	c->resp_len = c->resp_cap = 0;
@@ -325,6 +329,7 @@ void infer_drop(struct io_op *op)
 	if (!c)
 		return;
 	op->u.inf.c = NULL;
+	c->parse_pending = false; /* never collected: free the body too */
 	call_free_transfer(NULL, c);
 	if (c->req)
 		json_decref(c->req);
@@ -835,7 +840,6 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 {
 	long code = 0;
 	int why = atomic_load_explicit(&c->cancel, memory_order_acquire);
-	int r;
 
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
 	c->http_status = code;
@@ -860,8 +864,15 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 					       : "stream ended without [DONE]");
 			return;
 		}
-		r = parse_body(c);
-		call_complete(d, c, r, NULL);
+		/*
+		 * Parsed by the task when it collects the result (settle()),
+		 * on its own thread: the tree is then allocated and freed
+		 * (myriad_infer_release()) in one malloc arena, not made here
+		 * and freed on another worker under the arena's lock, and the
+		 * driver, which refills the window, does less.
+		 */
+		c->parse_pending = true;
+		call_complete(d, c, 0, NULL);
 		return;
 	}
 	/* A stream that delivered content cannot be replayed. */
@@ -1482,6 +1493,26 @@ int myriad_infer_destroy(myriad_infer_t *p)
 	return 0;
 }
 
+/*
+ * The task collects a completed call: a 2xx body left by transfer_done()
+ * is parsed now, once; 'rc' the transfer's result. Returns the call's
+ * result: rc, or MYRIAD_INFER_EBODY for a malformed body.
+ */
+static int settle(struct icall *c, int rc)
+{
+	if (!c)
+		return rc;
+	if (c->parse_pending) {
+		c->parse_pending = false;
+		c->settled_rc = parse_body(c);
+		mem_free(c->resp);
+		c->resp = NULL;
+		c->resp_len = c->resp_cap = 0;
+		c->res.error = c->err;
+	}
+	return rc == 0 ? c->settled_rc : rc;
+}
+
 static int call_start(myriad_task_t *self, myriad_infer_t *p,
 		      myriad_infer_call_t *call, int kind, json_t *req,
 		      bool stream)
@@ -1494,7 +1525,7 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	if (r != 1 || !p || !req) {
 		json_decref(req); /* NULL-safe */
 		if (r == 0)
-			return io_op_result(self, op);
+			return settle(op->u.inf.c, io_op_result(self, op));
 		return r == 1 ? -EINVAL : r;
 	}
 	c = mem_zalloc(sizeof(*c));
@@ -1643,6 +1674,8 @@ myriad_infer_result(const myriad_infer_call_t *call)
 	if (!op || op->kind != IOK_INFER || !op->u.inf.c ||
 	    (atomic_load_explicit(&op->st, memory_order_acquire) & 3u) == 1)
 		return NULL;
+	/* Finished but not yet collected by the task: parse it now. */
+	(void)settle(op->u.inf.c, 0);
 	return &op->u.inf.c->res;
 }
 
