@@ -471,6 +471,81 @@ static int set_nodelay(int fd)
 	return 0;
 }
 
+static bool connect_retryable(int rc)
+{
+	return rc == -ECONNREFUSED || rc == -EAGAIN || rc == -EADDRNOTAVAIL ||
+	       rc == -ECONNRESET;
+}
+
+/*
+ * A TCP connect with retries, run inside the calling task's step: the
+ * echo clients, the agents' own tool connections and the shared pool's.
+ * Returns -EAGAIN while under way (return MYRIAD_PENDING and call it again
+ * when run, as MYRIAD_IO does), the connected descriptor (TCP_NODELAY
+ * set), or a negative errno with d->what naming the step that failed. A
+ * connect refused or reset (a full listen backlog) is tried again on a
+ * new socket after 10 ms << attempt, ECHO_RETRIES times at most, each
+ * counted in *retries. 'op' and 'tm' are the task's own records.
+ */
+enum { DIAL_NEW, DIAL_CONNECTING, DIAL_SLEEPING };
+
+struct dialer {
+	int fd, attempt, stage;
+	const char *what;
+};
+
+static int dial(myriad_task_t *self, struct dialer *d, myriad_io_t *op,
+		myriad_timer_t *tm, const struct sockaddr_in *addr,
+		_Atomic int64_t *retries)
+{
+	int rc;
+
+	for (;;) {
+		if (d->stage == DIAL_SLEEPING) {
+			rc = myriad_sleep(self, tm,
+					  UINT64_C(10000000) << d->attempt);
+			if (rc == -EAGAIN)
+				return rc;
+			if (rc < 0) {
+				d->what = "sleep";
+				return rc;
+			}
+			d->attempt++;
+			d->stage = DIAL_NEW;
+		}
+		if (d->stage == DIAL_NEW) {
+			d->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (d->fd < 0) {
+				d->what = "socket";
+				return -errno;
+			}
+			d->stage = DIAL_CONNECTING;
+		}
+		rc = myriad_io_connect(self, op, d->fd,
+				       (const struct sockaddr *)addr,
+				       sizeof(*addr));
+		if (rc == -EAGAIN)
+			return rc;
+		d->stage = DIAL_NEW;
+		if (rc == 0) {
+			rc = set_nodelay(d->fd);
+			if (rc == 0)
+				return d->fd;
+			close(d->fd);
+			d->what = "TCP_NODELAY";
+			return rc;
+		}
+		/* A socket whose connect failed is not tried again. */
+		close(d->fd);
+		if (!connect_retryable(rc) || d->attempt >= ECHO_RETRIES) {
+			d->what = "connect";
+			return rc;
+		}
+		atomic_fetch_add(retries, 1);
+		d->stage = DIAL_SLEEPING;
+	}
+}
+
 /* A server's connection: send back what comes, until the client closes. */
 struct echo_conn {
 	MYRIAD_CORO_FIELD;
@@ -574,7 +649,7 @@ struct echo_client {
 	MYRIAD_CORO_FIELD;
 	int fd;
 	int off;
-	int attempt;
+	struct dialer dial;
 	int64_t id, r;
 	uint64_t t0;
 	myriad_io_t op;
@@ -582,50 +657,19 @@ struct echo_client {
 	uint8_t out[ECHO_MSG], in[ECHO_MSG];
 };
 
-static bool connect_retryable(int rc)
-{
-	return rc == -ECONNREFUSED || rc == -EAGAIN || rc == -EADDRNOTAVAIL ||
-	       rc == -ECONNRESET;
-}
-
 static int echo_client_step(myriad_task_t *self, void *p)
 {
 	struct echo_client *st = p;
 	int rc, i;
 
 	MYRIAD_BEGIN(st);
-	for (;;) {
-		st->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (st->fd < 0) {
-			echo_fail("client", st->id, "socket", -errno, true);
-			return MYRIAD_DONE;
-		}
-		MYRIAD_IO(st, rc,
-			  myriad_io_connect(self, &st->op, st->fd,
-					    (const struct sockaddr *)&E.addr,
-					    sizeof(E.addr)));
-		if (rc == 0)
-			break;
-		/* A socket whose connect failed is not tried again. */
-		close(st->fd);
-		if (!connect_retryable(rc) || st->attempt >= ECHO_RETRIES) {
-			echo_fail("client", st->id, "connect", rc, true);
-			return MYRIAD_DONE;
-		}
-		atomic_fetch_add(&E.retries, 1);
-		MYRIAD_SLEEP(st, self, &st->tm,
-			     UINT64_C(10000000) << st->attempt, rc);
-		if (rc < 0) {
-			echo_fail("client", st->id, "sleep", rc, true);
-			return MYRIAD_DONE;
-		}
-		st->attempt++;
-	}
-	rc = set_nodelay(st->fd);
+	MYRIAD_IO(st, rc,
+		  dial(self, &st->dial, &st->op, &st->tm, &E.addr, &E.retries));
 	if (rc < 0) {
-		echo_fail("client", st->id, "TCP_NODELAY", rc, true);
+		echo_fail("client", st->id, st->dial.what, rc, true);
 		return MYRIAD_DONE;
 	}
+	st->fd = rc;
 	for (st->r = 0; st->r < B.m; st->r++) {
 		/* The peers' pattern: every byte differs by client and round. */
 		for (i = 0; i < ECHO_MSG; i++)
@@ -952,7 +996,7 @@ static bool agents_over(void)
 struct agent {
 	MYRIAD_CORO_FIELD;
 	int fd;
-	int attempt;
+	struct dialer dial; /* its own tool connection */
 	int off, len;
 	uint32_t hash;
 	int64_t id, s;
@@ -976,39 +1020,14 @@ static int agent_step(myriad_task_t *self, void *p)
 	if (G.tool_ch)
 		goto steps; /* the shared pool's connections */
 	/* The agent's own tool connection, kept for all its steps. */
-	for (;;) {
-		st->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (st->fd < 0) {
-			agent_fail(st->id, "socket", -errno, NULL);
-			return MYRIAD_DONE;
-		}
-		MYRIAD_IO(
-			st, rc,
-			myriad_io_connect(self, &st->op, st->fd,
-					  (const struct sockaddr *)&G.tool_addr,
-					  sizeof(G.tool_addr)));
-		if (rc == 0)
-			break;
-		close(st->fd);
-		if (!connect_retryable(rc) || st->attempt >= ECHO_RETRIES) {
-			agent_fail(st->id, "connect to the tool server", rc,
-				   NULL);
-			return MYRIAD_DONE;
-		}
-		atomic_fetch_add(&G.retries, 1);
-		MYRIAD_SLEEP(st, self, &st->tm,
-			     UINT64_C(10000000) << st->attempt, rc);
-		if (rc < 0) {
-			agent_fail(st->id, "sleep", rc, NULL);
-			return MYRIAD_DONE;
-		}
-		st->attempt++;
-	}
-	rc = set_nodelay(st->fd);
+	MYRIAD_IO(st, rc,
+		  dial(self, &st->dial, &st->op, &st->tm, &G.tool_addr,
+		       &G.retries));
 	if (rc < 0) {
-		agent_fail(st->id, "TCP_NODELAY", rc, NULL);
-		goto out_close;
+		agent_fail(st->id, st->dial.what, rc, NULL);
+		return MYRIAD_DONE;
 	}
+	st->fd = rc;
 steps:
 	for (st->s = 0; st->s < G.steps; st->s++) {
 		/* 1. CPU work. */
@@ -1122,7 +1141,7 @@ out_close:
 struct tool_conn {
 	MYRIAD_CORO_FIELD;
 	int fd;
-	int attempt;
+	struct dialer dial;
 	int64_t id;
 	myriad_io_t op;
 	myriad_timer_t tm;
@@ -1134,37 +1153,15 @@ static int tool_conn_step(myriad_task_t *self, void *p)
 	int rc;
 
 	MYRIAD_BEGIN(st);
-	for (;;) {
-		st->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (st->fd < 0) {
-			agent_fail(-1 - st->id, "socket", -errno, NULL);
-			return MYRIAD_DONE;
-		}
-		MYRIAD_IO(
-			st, rc,
-			myriad_io_connect(self, &st->op, st->fd,
-					  (const struct sockaddr *)&G.tool_addr,
-					  sizeof(G.tool_addr)));
-		if (rc == 0)
-			break;
-		close(st->fd);
-		if (!connect_retryable(rc) || st->attempt >= ECHO_RETRIES) {
-			agent_fail(-1 - st->id, "connect to the tool server",
-				   rc, NULL);
-			return MYRIAD_DONE;
-		}
-		atomic_fetch_add(&G.retries, 1);
-		MYRIAD_SLEEP(st, self, &st->tm,
-			     UINT64_C(10000000) << st->attempt, rc);
-		if (rc < 0) {
-			agent_fail(-1 - st->id, "sleep", rc, NULL);
-			return MYRIAD_DONE;
-		}
-		st->attempt++;
+	MYRIAD_IO(st, rc,
+		  dial(self, &st->dial, &st->op, &st->tm, &G.tool_addr,
+		       &G.retries));
+	if (rc < 0) {
+		agent_fail(-1 - st->id, st->dial.what, rc, NULL);
+		return MYRIAD_DONE;
 	}
-	rc = set_nodelay(st->fd);
-	if (rc == 0)
-		rc = myriad_chan_try_send(G.tool_ch, &st->fd);
+	st->fd = rc;
+	rc = myriad_chan_try_send(G.tool_ch, &st->fd);
 	if (rc < 0) {
 		agent_fail(-1 - st->id, "tool connection pool", rc, NULL);
 		close(st->fd);
