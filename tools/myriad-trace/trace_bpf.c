@@ -300,22 +300,11 @@ const char *tbpf_log(void)
 	return "";
 }
 
-static int on_block(void *ctx, void *data, size_t size)
-{
-	struct tbpf *b = ctx;
-	struct trace_block e;
-
-	if (size < sizeof(e))
-		return 0;
-	memcpy(&e, data, sizeof(e));
-	b->cb(&e, b->cb_arg);
-	return 0;
-}
-
 struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
 		       size_t len)
 {
 	(void)t;
+	(void)block_min_ns;
 	snprintf(why, len,
 		 "eBPF: myriad-trace was built without the probes (clang, "
 		 "bpftool, libbpf or the kernel's BTF missing at build time)");
