@@ -300,7 +300,14 @@ static void ntf_push(struct io_op *op)
 /* Step 3: one kernel completion of 'op' handled; maybe the last. */
 static void complete_one(struct worker *w, struct io_op *op, uint32_t add)
 {
+	/*
+	 * Read before the compare-and-swap: once it says DONE the task may
+	 * collect the record on another worker and start the next operation
+	 * in it, whose completion rewrites 'res' (and may change 'kind').
+	 */
 	struct myriad_task *t = op->task;
+	int res = op->res;
+	bool polln = op->kind == IOK_POLLN;
 	uint32_t s = atomic_load_explicit(&op->st, memory_order_relaxed);
 	uint32_t ns;
 
@@ -316,8 +323,8 @@ static void complete_one(struct worker *w, struct io_op *op, uint32_t add)
 		&op->st, &s, ns, memory_order_acq_rel, memory_order_relaxed));
 	if ((ns & OP_PHASE) == OP_DONE) {
 		w->io_inflight--;
-		PROBE3(io_complete, (int)w->idx, op, op->res);
-		if (op->kind == IOK_POLLN)
+		PROBE3(io_complete, (int)w->idx, op, res);
+		if (polln)
 			ntf_push(op);
 		task_op_done(w, t);
 	}
