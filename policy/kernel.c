@@ -3,10 +3,10 @@
  * policy/kernel.c: the kernel-aware placement policy. It reads what the
  * kernel does to each worker thread (myriad_rt_signals(): preemptions,
  * run-queue delay, time on CPU) over short periods and acts on it: steal
- * first from workers whose CPU is contended, and run fewer workers while
- * the process gets fewer whole CPUs than it has workers (the surplus
- * parks; the kernel then moves the workers left onto the CPUs it freed,
- * away from the neighbour).
+ * first from workers whose CPU is contended, pin the workers one to a CPU
+ * while all of them run, and run fewer workers while the process gets
+ * less than half a CPU per worker it has (the surplus parks, the rest
+ * are unpinned, and the kernel moves them onto the CPUs it freed).
  */
 #include <fcntl.h>
 #include <sched.h>
@@ -38,6 +38,14 @@
  */
 #define KP_IDLE_WINDOW_NS 50000000ull
 #define KP_IDLE_MIN 0.5
+/*
+ * Step 4: a worker is kept while it gets this much of a CPU or more: R's
+ * fraction is rounded up from 1 - KP_KEEP (0.4; a worker pinned beside a
+ * CPU hog gets 0.5 on average and 0.4 to 0.6 over one period).
+ */
+#define KP_KEEP 0.6
+/* Step 4: periods of contention (20 ms each) that a shrink needs. */
+#define KP_VOTES 5
 
 struct kp_prev {
 	uint64_t oncpu, rq, preempt;
@@ -50,6 +58,8 @@ struct kpol {
 	_Atomic int busy; /* one updater at a time */
 	_Atomic uint64_t last_ns;
 	unsigned shrink_votes, calm;
+	double R_sum;	       /* step 4: R summed over the votes */
+	bool pin;	       /* the runtime pins the workers (step 5) */
 	unsigned grow_wait;    /* step 5: calm periods needed to grow */
 	unsigned since_change; /* periods since 'active' last changed */
 	bool grew;	       /* ... and that change was a growth */
@@ -144,10 +154,21 @@ static double kp_idle_since(struct kpol *k, uint64_t now)
  *    period; CPUs received, R = sum of each one's share r_i / (r_i + w_i)
  *    (1 when it neither ran nor waited by the switch events' account: a
  *    whole CPU it never left). When W > 0.25 (a quarter of a CPU waits)
- *    for three periods in a row, run floor(R + 0.25) workers (at least 1,
- *    at most all): only whole CPUs count, since a worker left on a CPU
- *    shared with a neighbour is preempted holding tasks (a hog on one of
- *    2 CPUs: R = 1.5, one worker; on one of 16: R = 15.5, 15 workers).
+ *    for KP_VOTES periods in a row, run floor(R + KP_KEEP) workers, R
+ *    the mean over those periods (at least 1, at most all): a worker that gets
+ *    about half of its CPU adds that half, so it stays (a hog on one of
+ *    2 CPUs: R = 1.5, both workers; on one of 16: R = 15.5, all 16);
+ *    with less (two neighbours on its CPU; a quota of one CPU for two
+ *    workers: R = 1.0) the surplus parks. The workers are pinned one to a CPU while all of them run
+ *    (MYRIAD_POLICY_PIN): unpinned, the kernel's balancer put both
+ *    workers on the CPU without the neighbour for long stretches (the
+ *    noisy bench's debug: both on CPU 1, 0.5 each), and the process had
+ *    one CPU instead of 1.5. Pinned, the one beside the neighbour keeps
+ *    its half, and step 3 steals from it first. While some workers park,
+ *    the rest are unpinned, so the kernel moves them to the free CPUs.
+ *    The cost is the tail of the work that waits on the worker beside
+ *    the neighbour while it is preempted (noisy: p99 some tens of ms,
+ *    against under a millisecond with one worker parked).
  * 5. When W < 0.05 for grow_wait periods in a row, grow back by one
  *    worker if our CPUs (the affinity mask) had at least KP_IDLE_MIN of
  *    a CPU idle over those periods (/proc/stat; unreadable: grow anyway),
@@ -158,7 +179,11 @@ static double kp_idle_since(struct kpol *k, uint64_t now)
  *    idle CPUs do not show (a cgroup quota) still undoes growths: one
  *    undone within KP_UNDONE * grow_wait periods doubles grow_wait
  *    (KP_GROW_MIN up to KP_GROW_MAX periods), and KP_SETTLED periods
- *    without a change bring it back to KP_GROW_MIN.
+ *    without a change bring it back to KP_GROW_MIN. With the workers
+ *    pinned (k->pin: a CPU of the mask for each) the growth is blind: the
+ *    worker comes back pinned beside the neighbour, gets its half, and
+ *    step 4 keeps it (a shrink on one unlucky mean is undone); a quota
+ *    takes it away again, and the doubling spaces the tries.
  */
 static void kp_update(struct kpol *k)
 {
@@ -209,8 +234,10 @@ static void kp_update(struct kpol *k)
 	/* Step 4. */
 	if (W > 0.25) {
 		k->calm = 0;
-		if (++k->shrink_votes >= 3) {
-			unsigned want = (unsigned)(R + 0.25);
+		k->R_sum += R;
+		if (++k->shrink_votes >= KP_VOTES) {
+			unsigned want =
+				(unsigned)(k->R_sum / KP_VOTES + KP_KEEP);
 
 			if (want < 1)
 				want = 1;
@@ -226,9 +253,11 @@ static void kp_update(struct kpol *k)
 				k->grew = false;
 			}
 			k->shrink_votes = 0;
+			k->R_sum = 0;
 		}
 	} else {
 		k->shrink_votes = 0;
+		k->R_sum = 0;
 		/* Step 5. */
 		if (k->since_change > KP_SETTLED)
 			k->grow_wait = KP_GROW_MIN;
@@ -240,7 +269,7 @@ static void kp_update(struct kpol *k)
 			if (k->calm < k->grow_wait)
 				goto done;
 			idle = kp_idle_since(k, now);
-			if (idle == -1 || idle >= KP_IDLE_MIN) {
+			if (idle == -1 || idle >= KP_IDLE_MIN || k->pin) {
 				act++;
 				k->calm = 0;
 				k->since_change = 0;
@@ -282,6 +311,8 @@ static int kp_init(void **ctx, const struct myriad_policy_env *env)
 		k->stat_buf = k->stat_cap ? malloc(k->stat_cap) : NULL;
 		if (k->stat_buf)
 			k->stat_fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+		/* As the runtime decides it (MYRIAD_POLICY_PIN). */
+		k->pin = (unsigned)CPU_COUNT(&k->cpus) >= k->n;
 	}
 	for (i = 0; i < KP_MAX; i++)
 		atomic_init(&k->hot[i], 0);
@@ -349,5 +380,5 @@ const struct myriad_policy_ops myriad_policy_kernel = {
 	.steal_victim = kp_steal_victim,
 	.spawn_place = NULL, /* step 3: local */
 	.active_workers = kp_active_workers,
-	.flags = MYRIAD_POLICY_SIGNALS,
+	.flags = MYRIAD_POLICY_SIGNALS | MYRIAD_POLICY_PIN,
 };

@@ -118,6 +118,32 @@ static unsigned cgroup_cpus(void)
 	return best;
 }
 
+/*
+ * MYRIAD_POLICY_PIN: worker i gets the i-th CPU of the affinity mask the
+ * process has now, when the mask has a CPU for every worker. The workers
+ * pin and unpin themselves (worker.c, pin_update()).
+ */
+static int pin_plan(struct myriad_rt *rt)
+{
+	unsigned i = 0, c;
+
+	atomic_init(&rt->pin_on, false);
+	if (rt->pol->sz < offsetof(struct myriad_policy_ops, flags) +
+				  sizeof(rt->pol->flags) ||
+	    !(rt->pol->flags & MYRIAD_POLICY_PIN) ||
+	    sched_getaffinity(0, sizeof(rt->pin_mask), &rt->pin_mask) ||
+	    (unsigned)CPU_COUNT(&rt->pin_mask) < rt->nworkers)
+		return 0;
+	rt->pin_cpu = malloc(rt->nworkers * sizeof(*rt->pin_cpu));
+	if (!rt->pin_cpu)
+		return -ENOMEM;
+	for (c = 0; c < CPU_SETSIZE && i < rt->nworkers; c++)
+		if (CPU_ISSET(c, &rt->pin_mask))
+			rt->pin_cpu[i++] = (int)c;
+	atomic_init(&rt->pin_on, true);
+	return 0;
+}
+
 static int count_workers(const struct myriad_rt_opts *o, unsigned *out)
 {
 	const char *env, *cmax;
@@ -431,6 +457,7 @@ static void rt_free(struct myriad_rt *rt)
 				arena_destroy(rt->workers[i].arena);
 		free(rt->workers);
 	}
+	free(rt->pin_cpu);
 	shm_close_rt(rt);
 	sysmon_stop(rt);
 	if (rt->sig_poller_ok) {
@@ -695,6 +722,9 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 			goto err_free;
 	}
 	rt->pol_init = true;
+	r = pin_plan(rt);
+	if (r < 0)
+		goto err_free;
 
 	rt->workers = aligned_alloc(CACHELINE, sizeof(struct worker) * n);
 	if (!rt->workers) {

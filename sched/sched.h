@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/types.h>
 
@@ -222,7 +223,8 @@ struct worker {
 	_Atomic unsigned stack_n;
 	unsigned lifo_streak;
 	uint32_t tick;
-	int budget; /* cooperative budget of this step */
+	bool pinned; /* MYRIAD_POLICY_PIN: on its one CPU now */
+	int budget;  /* cooperative budget of this step */
 	bool searching;
 	bool need_notify;		 /* work entered the ring this step */
 	bool joined;			 /* the step's join returned 0 ... */
@@ -283,6 +285,14 @@ struct myriad_rt {
 	unsigned nworkers;
 	struct worker *workers;
 	_Atomic unsigned active; /* policy's active worker count */
+	/*
+	 * MYRIAD_POLICY_PIN: worker i's CPU, and the mask to go back to
+	 * while some workers are parked; pin_on false when not pinning
+	 * (flag unset, too few CPUs, or a pin failed).
+	 */
+	int *pin_cpu;
+	cpu_set_t pin_mask;
+	_Atomic bool pin_on;
 	struct inject inject;
 	struct idle idle;
 

@@ -266,6 +266,37 @@ static void park_inactive(struct worker *w)
 	park_sleep(w);
 }
 
+/*
+ * MYRIAD_POLICY_PIN: on its own CPU while every worker is active, on the
+ * whole mask while some are parked (the kernel then spreads the active
+ * ones over the CPUs it has free). Checked at start and every maintenance
+ * tick; a failed pin (a cpuset that changed) stops pinning for every
+ * worker, each going back to the whole mask at its next look.
+ */
+static void pin_update(struct worker *w)
+{
+	struct myriad_rt *rt = w->rt;
+	bool want = atomic_load_explicit(&rt->pin_on, memory_order_relaxed) &&
+		    atomic_load_explicit(&rt->active, memory_order_relaxed) ==
+			    rt->nworkers;
+	cpu_set_t one;
+
+	if (likely(want == w->pinned) || !rt->pin_cpu)
+		return;
+	if (want) {
+		CPU_ZERO(&one);
+		CPU_SET(rt->pin_cpu[w->idx], &one);
+		if (sched_setaffinity(0, sizeof(one), &one) == 0) {
+			w->pinned = true;
+			return;
+		}
+		atomic_store_explicit(&rt->pin_on, false, memory_order_relaxed);
+		return;
+	}
+	if (sched_setaffinity(0, sizeof(rt->pin_mask), &rt->pin_mask) == 0)
+		w->pinned = false;
+}
+
 static void worker_maintain(struct worker *w)
 {
 	struct myriad_rt *rt = w->rt;
@@ -282,11 +313,19 @@ static void worker_maintain(struct worker *w)
 			a = 1;
 		if (a > rt->nworkers)
 			a = rt->nworkers;
-		old = atomic_exchange_explicit(&rt->active, a,
-					       memory_order_relaxed);
-		if (a > old)
-			notify_all(rt);
+		/*
+		 * Every worker reads rt->active each tick: write it only
+		 * when it changes, or the line bounces between the workers.
+		 */
+		if (a !=
+		    atomic_load_explicit(&rt->active, memory_order_relaxed)) {
+			old = atomic_exchange_explicit(&rt->active, a,
+						       memory_order_relaxed);
+			if (a > old)
+				notify_all(rt);
+		}
 	}
+	pin_update(w);
 }
 
 static int worker_setup(struct worker *w)
@@ -299,6 +338,7 @@ static int worker_setup(struct worker *w)
 	/* Tools find the workers by name (myriad-trace, top -H). */
 	snprintf(name, sizeof(name), "myriad-w%u", w->idx);
 	pthread_setname_np(pthread_self(), name);
+	pin_update(w);
 	r = park_ring_init(w);
 	if (r < 0)
 		return r;

@@ -35,6 +35,16 @@ struct myriad_policy_env {
 enum {
 	/* Open the scheduler signals (myriad_rt_signals()) for this policy. */
 	MYRIAD_POLICY_SIGNALS = 1u << 0,
+	/*
+	 * Pin worker i to the i-th CPU of the affinity mask the process has
+	 * at myriad_rt_create() while every worker is active, so that the
+	 * kernel's balancer cannot stack two workers on one CPU beside a
+	 * neighbour pinned to another; unpinned (the whole mask) while
+	 * active_workers() keeps some parked, so that the kernel moves the
+	 * active ones onto the CPUs it has free. Ignored when the mask has
+	 * fewer CPUs than there are workers, or when pinning fails.
+	 */
+	MYRIAD_POLICY_PIN = 1u << 1,
 };
 
 /*
