@@ -91,6 +91,8 @@ static int offload_start(struct myriad_rt *rt)
 {
 	unsigned n = pool_size(), i;
 	struct offload *p;
+	pthread_attr_t attr, *ap = NULL;
+	bool attr_ok;
 	int r;
 
 	p = calloc(1, sizeof(*p) + n * sizeof(p->threads[0]));
@@ -98,12 +100,22 @@ static int offload_start(struct myriad_rt *rt)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	/*
+	 * Started from a worker, which MYRIAD_POLICY_PIN may have pinned to
+	 * one CPU: a new thread inherits that. The pool gets the whole mask.
+	 */
+	attr_ok = rt->pin_cpu && pthread_attr_init(&attr) == 0;
+	if (attr_ok && pthread_attr_setaffinity_np(&attr, sizeof(rt->pin_mask),
+						   &rt->pin_mask) == 0)
+		ap = &attr;
 	for (i = 0; i < n; i++) {
-		r = -pthread_create(&p->threads[i], NULL, offload_main, p);
+		r = -pthread_create(&p->threads[i], ap, offload_main, p);
 		if (r < 0)
 			break;
 		p->nthreads++;
 	}
+	if (attr_ok)
+		pthread_attr_destroy(&attr);
 	if (!p->nthreads) {
 		pthread_cond_destroy(&p->cond);
 		pthread_mutex_destroy(&p->lock);

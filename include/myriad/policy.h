@@ -42,7 +42,9 @@ enum {
 	 * neighbour pinned to another; unpinned (the whole mask) while
 	 * active_workers() keeps some parked, so that the kernel moves the
 	 * active ones onto the CPUs it has free. Ignored when the mask has
-	 * fewer CPUs than there are workers, or when pinning fails.
+	 * fewer CPUs than there are workers, or when pinning fails. A thread
+	 * that a task creates inherits its worker's CPU (the runtime's own,
+	 * the offload pool, get the whole mask).
 	 */
 	MYRIAD_POLICY_PIN = 1u << 1,
 };

@@ -4,7 +4,8 @@
  * for every worker, worker i runs on the i-th CPU of the mask alone while
  * every worker is active; while the policy keeps some parked the active
  * ones are back on the whole mask; when all are active again they are
- * pinned again. Without the flag, or with more workers than CPUs, nobody
+ * pinned again. The offload pool, started from a pinned worker, has the
+ * whole mask. Without the flag, or with more workers than CPUs, nobody
  * is pinned. The kernel-aware policy has the flag.
  *   pin [--workers N]   (N at most the CPUs of the mask; default: all)
  */
@@ -60,6 +61,33 @@ static int fib_step(myriad_task_t *self, void *p)
 	MYRIAD_JOIN(st, self);
 	myriad_task_set_result(self, myriad_task_result(st->a) +
 					     myriad_task_result(st->b));
+	MYRIAD_END(st);
+}
+
+/* A blocking call on the offload pool: its thread's affinity. */
+static int64_t pool_affinity(void *arg)
+{
+	cpu_set_t *out = arg;
+
+	return sched_getaffinity(0, sizeof(*out), out) ? -errno : 0;
+}
+
+static cpu_set_t pool_mask; /* what the pool's thread saw */
+
+struct blk {
+	MYRIAD_CORO_FIELD;
+	myriad_io_t op;
+	int64_t rc;
+};
+
+static int blk_step(myriad_task_t *self, void *p)
+{
+	struct blk *st = p;
+
+	MYRIAD_BEGIN(st);
+	MYRIAD_IO(st, st->rc,
+		  myriad_io_blocking(self, &st->op, pool_affinity, &pool_mask));
+	myriad_task_set_result(self, st->rc);
 	MYRIAD_END(st);
 }
 
@@ -169,6 +197,23 @@ int main(int argc, char **argv)
 	atomic_store(&active_want, n);
 	rt = make(n, &pin_policy);
 	wait_for(rt, n, true, &mask, "at start");
+
+	/*
+	 * The offload pool, started from a pinned worker, is not pinned (a
+	 * new thread inherits its creator's CPU).
+	 */
+	t_phase("offload pool");
+	{
+		struct blk b = { 0 };
+		int64_t res = -1;
+
+		CHECK_EQ(myriad_rt_block_on(rt, blk_step, &b, sizeof(b), &res),
+			 0);
+		CHECK_EQ(res, 0);
+		CHECK(CPU_EQUAL(&pool_mask, &mask),
+		      "the offload pool's thread has %d CPUs of the mask's %u",
+		      CPU_COUNT(&pool_mask), ncpu);
+	}
 
 	/* One active: it is back on the whole mask. */
 	t_phase("one active");
