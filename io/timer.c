@@ -228,6 +228,15 @@ int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
 	uint64_t d = (deadline_ns + 999999u) / 1000000u;
 	int r;
 
+	/*
+	 * Passed already: not armed. The wheel's time lags the clock (it
+	 * advances every few dozen ticks), so its own test below would arm
+	 * a deadline that passed up to a tick ago and fire it at the next
+	 * advance: the HTTP driver's "time out now" (libcurl's 0 ms timer)
+	 * waited a third of a millisecond on average for it.
+	 */
+	if (deadline_ns <= myriad_now_ns())
+		return 0;
 	if (d > WHEEL_WHEN_MASK)
 		d = WHEEL_WHEN_MASK;
 	tm->task = t;

@@ -4,7 +4,8 @@
  * and each wakes never early and with bounded lateness, in deadline order
  * per worker wheel; sleeps loop (a timer re-armed after it fired);
  * cancelling a tree of sleepers wakes them at once with -ECANCELED;
- * a sleeper that switches to a channel wait disarms its timer; destroy
+ * a sleeper that switches to a channel wait disarms its timer; a deadline
+ * that has passed returns 0 at once, not at the wheel's next advance; destroy
  * with sleepers still armed frees everything.
  *   sleep [--workers N]
  */
@@ -216,6 +217,44 @@ static void test_destroy_armed(unsigned workers)
 	CHECK_EQ(myriad_rt_destroy(r2), 0);
 }
 
+/*
+ * ---- a deadline that has passed ----
+ * returns 0 at once, also one that passed only just (the wheel's own time
+ * lags the clock: it used to arm those and fire them at its next advance)
+ * and one that passed long ago; the timer is idle after, ready to arm.
+ */
+
+struct passed {
+	MYRIAD_CORO_FIELD;
+	myriad_timer_t tm;
+	int rc;
+};
+
+static int passed_step(myriad_task_t *self, void *p)
+{
+	struct passed *st = p;
+	int i;
+
+	MYRIAD_BEGIN(st);
+	for (i = 0; i < 1000; i++)
+		CHECK_EQ(myriad_sleep_until(self, &st->tm, myriad_now_ns()), 0);
+	CHECK_EQ(myriad_sleep_until(self, &st->tm, 1), 0);
+	CHECK_EQ(myriad_timer_deadline(&st->tm), 0);
+	/* Still a timer: a real sleep after it. */
+	MYRIAD_SLEEP(st, self, &st->tm, 2000000, st->rc);
+	CHECK_EQ(st->rc, 0);
+	MYRIAD_END(st);
+}
+
+static void test_passed(void)
+{
+	struct passed st;
+
+	t_phase("deadline passed");
+	memset(&st, 0, sizeof(st));
+	CHECK_EQ(t_run(rt, passed_step, &st, sizeof(st), NULL, "passed"), 0);
+}
+
 static void test_bad_args(void)
 {
 	myriad_timer_t tm;
@@ -237,6 +276,7 @@ int main(int argc, char **argv)
 	t_watchdog(120);
 	rt = t_rt_new(workers);
 	test_bad_args();
+	test_passed();
 	test_many();
 	test_cancel();
 	test_switch();
