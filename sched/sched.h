@@ -223,8 +223,10 @@ struct worker {
 	_Atomic unsigned stack_n;
 	unsigned lifo_streak;
 	uint32_t tick;
-	bool pinned; /* MYRIAD_POLICY_PIN: on its one CPU now */
-	int budget;  /* cooperative budget of this step */
+	bool pinned;	      /* MYRIAD_POLICY_PIN: on its one CPU now */
+	bool urgent_io;	      /* an urgent task ran here lately ... */
+	uint32_t urgent_tick; /* ... at this tick (worker.c) */
+	int budget;	      /* cooperative budget of this step */
 	bool searching;
 	bool need_notify;		 /* work entered the ring this step */
 	bool joined;			 /* the step's join returned 0 ... */

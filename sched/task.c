@@ -371,6 +371,10 @@ void task_run(struct worker *w, struct myriad_task *t)
 	} else {
 		CTR_INC(w, MYRIAD_CTR_RUN);
 		w->current = t;
+		if (unlikely(s & TF_URGENT)) {
+			w->urgent_io = true; /* worker.c: urgent_peek() */
+			w->urgent_tick = w->tick;
+		}
 		w->budget = 128;
 		PROBE3(run, (int)w->idx, t, t->step);
 		if (unlikely(w->sigw))
