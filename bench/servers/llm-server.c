@@ -106,7 +106,10 @@ static struct {
 	X(fault_truncate)            \
 	X(fault_oversize)            \
 	X(fault_malformed)           \
-	X(fault_slow)
+	X(fault_slow)                \
+	X(slot_gaps)                 \
+	X(slot_gap_us)               \
+	X(late_us)
 
 static struct {
 #define X(f) uint64_t f;
@@ -169,6 +172,13 @@ static struct {
 	uint64_t now;
 	struct srv_heap heap;
 	long in_service;
+	/*
+	 * Slots freed with nobody queued: when each freed (a ring, oldest
+	 * first), so that the next start measures how long slots stood idle
+	 * (the client's turnaround: /stats slot_gap_us over slot_gaps).
+	 */
+	uint64_t *free_at;
+	long free_head, free_n;
 	long open;
 	struct conn *qhead, *qtail;
 	uint64_t qlen;
@@ -314,6 +324,8 @@ static void slot_release(uint64_t free_at)
 		q_unlink(c);
 		service_start(c, free_at > c->r.arrive ? free_at : c->r.arrive);
 	}
+	if (L.in_service < O.conc && L.free_at && L.free_n < O.conc)
+		L.free_at[(L.free_head + L.free_n++) % O.conc] = free_at;
 }
 
 static void accept_resume(void)
@@ -1097,6 +1109,7 @@ static void on_stats(struct conn *c)
 static void on_reset(struct conn *c)
 {
 	memset(&S, 0, sizeof(S));
+	L.free_n = 0; /* idle since before the reset: not a gap */
 	S.in_service_max = (uint64_t)L.in_service;
 	S.queued_max = L.qlen;
 	reply_json(c, 200, NULL, "{\"ok\":true}");
@@ -1446,6 +1459,7 @@ static int service_done(struct conn *c)
 	int fin;
 
 	c->state = C_WRITE;
+	S.late_us += L.now > c->r.deadline ? (L.now - c->r.deadline) / 1000 : 0;
 	slot_release(c->r.deadline);
 	switch (c->r.fault) {
 	case F_500:
@@ -1643,6 +1657,14 @@ static int stream_step(struct conn *c)
 
 static void service_start(struct conn *c, uint64_t at)
 {
+	if (L.free_n) {
+		uint64_t f = L.free_at[L.free_head];
+
+		L.free_head = (L.free_head + 1) % O.conc;
+		L.free_n--;
+		S.slot_gaps++;
+		S.slot_gap_us += at > f ? (at - f) / 1000 : 0;
+	}
 	if (++L.in_service > (long)S.in_service_max)
 		S.in_service_max = (uint64_t)L.in_service;
 	c->state = C_SERVICE;
@@ -1841,6 +1863,7 @@ int main(int argc, char **argv)
 
 	parse_args(argc, argv);
 	L.rng = O.seed;
+	L.free_at = srv_xrealloc(NULL, (size_t)O.conc * sizeof(*L.free_at));
 	srv_raise_nofile();
 	L.sfd = srv_signals();
 	if (L.sfd < 0)

@@ -289,7 +289,8 @@ for k in ("requests", "completed", "in_service_max", "queued_max", "rejected_429
           "client_closed_mid_request", "connections_accepted", "open_connections",
           "in_service", "queued", "bad_requests", "fault_429", "fault_500",
           "fault_reset", "fault_truncate", "fault_oversize", "fault_malformed",
-          "fault_slow", "chat", "embeddings", "streams"):
+          "fault_slow", "chat", "embeddings", "streams", "slot_gaps",
+          "slot_gap_us", "late_us"):
     assert isinstance(d[k], int), k
 assert d["completed"] == 10, d["completed"]
 assert d["in_service_max"] == 1 and d["queued_max"] == 0
@@ -302,6 +303,17 @@ assert d["open_connections"] == 1 and d["in_service"] == 0
 assert d["requests"] == 0 and d["completed"] == 0 and d["bad_requests"] == 0, d
 assert d["connections_accepted"] == 1 and d["open_connections"] == 1, d
 ' && ok "reset-stats" || fail "reset-stats"
+	# A slot freed with nobody queued stands idle until the next request:
+	# two requests 300 ms apart make one gap of about 300 ms (not the
+	# slots idle since before the reset).
+	chat "{\"messages\":[$MSG1]}" >/dev/null
+	sleep 0.3
+	chat "{\"messages\":[$MSG1]}" >/dev/null
+	stats | py '
+assert d["slot_gaps"] == 1, d
+assert 250000 <= d["slot_gap_us"] <= 2000000, d
+assert 0 <= d["late_us"] < 2000000, d
+' && ok "slot gaps" || fail "slot gaps"
 	stop
 }
 
