@@ -348,4 +348,37 @@ static inline int64_t t_counter_sum(myriad_rt_t *rt, enum myriad_counter c)
 	return sum;
 }
 
+/*
+ * Fork-join fib(n), a task per call and no cutoff, the parent joining both
+ * children: what most tests run to keep the workers busy with short steps.
+ * The result is fib(n); a failed spawn fails the test.
+ */
+struct t_fib {
+	MYRIAD_CORO_FIELD;
+	int n;
+	myriad_task_t *a, *b;
+};
+
+static inline int t_fib_step(myriad_task_t *self, void *p)
+{
+	struct t_fib *st = p;
+	struct t_fib c;
+
+	MYRIAD_BEGIN(st);
+	if (st->n < 2) {
+		myriad_task_set_result(self, st->n);
+		return MYRIAD_DONE;
+	}
+	memset(&c, 0, sizeof(c));
+	c.n = st->n - 1;
+	st->a = myriad_task_spawn(self, t_fib_step, &c, sizeof(c), 0, NULL);
+	c.n = st->n - 2;
+	st->b = myriad_task_spawn(self, t_fib_step, &c, sizeof(c), 0, NULL);
+	REQUIRE(st->a && st->b, "fib(%d): spawn failed", st->n);
+	MYRIAD_JOIN(st, self);
+	myriad_task_set_result(self, myriad_task_result(st->a) +
+					     myriad_task_result(st->b));
+	MYRIAD_END(st);
+}
+
 #endif

@@ -9,33 +9,6 @@
  */
 #include "helpers.h"
 
-struct fib {
-	MYRIAD_CORO_FIELD;
-	int n;
-	myriad_task_t *a, *b;
-};
-
-static int fib_step(myriad_task_t *self, void *p)
-{
-	struct fib *f = p;
-	struct fib c = { 0 };
-
-	MYRIAD_BEGIN(f);
-	if (f->n < 2) {
-		myriad_task_set_result(self, f->n);
-		return MYRIAD_DONE;
-	}
-	c.n = f->n - 1;
-	f->a = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	c.n = f->n - 2;
-	f->b = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	REQUIRE(f->a && f->b, "spawn failed");
-	MYRIAD_JOIN(f, self);
-	myriad_task_set_result(self, myriad_task_result(f->a) +
-					     myriad_task_result(f->b));
-	MYRIAD_END(f);
-}
-
 static int sleeper(myriad_task_t *self, void *p)
 {
 	(void)p;
@@ -48,7 +21,7 @@ int main(int argc, char **argv)
 {
 	unsigned workers, w;
 	struct myriad_rt_opts o = { .sz = sizeof(o) };
-	struct fib root = { 0 };
+	struct t_fib root = { 0 };
 	myriad_rt_t *rt;
 	const char *why = NULL;
 	int64_t res = 0;
@@ -88,7 +61,7 @@ int main(int argc, char **argv)
 	/* Fork-join stays exact under the policy's placement. */
 	root.n = (int)t_scaled_min(24, 16);
 	t_phase("fib");
-	CHECK_EQ(myriad_rt_block_on(rt, fib_step, &root, sizeof(root), &res),
+	CHECK_EQ(myriad_rt_block_on(rt, t_fib_step, &root, sizeof(root), &res),
 		 0);
 	{
 		int64_t a = 0, b = 1, t;

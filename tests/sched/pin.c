@@ -36,34 +36,6 @@ static struct myriad_policy_ops pin_policy = {
 	.flags = MYRIAD_POLICY_PIN,
 };
 
-struct fib {
-	MYRIAD_CORO_FIELD;
-	int n;
-	myriad_task_t *a, *b;
-};
-
-static int fib_step(myriad_task_t *self, void *p)
-{
-	struct fib *st = p;
-	struct fib c;
-
-	MYRIAD_BEGIN(st);
-	if (st->n < 2) {
-		myriad_task_set_result(self, st->n);
-		return MYRIAD_DONE;
-	}
-	memset(&c, 0, sizeof(c));
-	c.n = st->n - 1;
-	st->a = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	c.n = st->n - 2;
-	st->b = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	REQUIRE(st->a && st->b, "spawn failed");
-	MYRIAD_JOIN(st, self);
-	myriad_task_set_result(self, myriad_task_result(st->a) +
-					     myriad_task_result(st->b));
-	MYRIAD_END(st);
-}
-
 /* A blocking call on the offload pool: its thread's affinity. */
 static int64_t pool_affinity(void *arg)
 {
@@ -94,10 +66,10 @@ static int blk_step(myriad_task_t *self, void *p)
 /* Work for the workers, so that their maintenance ticks run. */
 static void churn(myriad_rt_t *rt)
 {
-	struct fib st = { .n = 18 };
+	struct t_fib st = { .n = 18 };
 	int64_t res = -1;
 
-	CHECK_EQ(myriad_rt_block_on(rt, fib_step, &st, sizeof(st), &res), 0);
+	CHECK_EQ(myriad_rt_block_on(rt, t_fib_step, &st, sizeof(st), &res), 0);
 	CHECK_EQ(res, 2584);
 }
 

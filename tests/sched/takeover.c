@@ -217,37 +217,9 @@ static void test_timed(enum how how)
 
 /* ---- fib: short steps, nothing taken over ---- */
 
-struct fib {
-	MYRIAD_CORO_FIELD;
-	int n;
-	myriad_task_t *a, *b;
-};
-
-static int fib_step(myriad_task_t *self, void *p)
-{
-	struct fib *st = p;
-	struct fib c;
-
-	MYRIAD_BEGIN(st);
-	if (st->n < 2) {
-		myriad_task_set_result(self, st->n);
-		return MYRIAD_DONE;
-	}
-	memset(&c, 0, sizeof(c));
-	c.n = st->n - 1;
-	st->a = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	c.n = st->n - 2;
-	st->b = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	REQUIRE(st->a && st->b, "spawn");
-	MYRIAD_JOIN(st, self);
-	myriad_task_set_result(self, myriad_task_result(st->a) +
-					     myriad_task_result(st->b));
-	MYRIAD_END(st);
-}
-
 static void test_fib(void)
 {
-	struct fib st;
+	struct t_fib st;
 	int64_t res = 0, before;
 	int i, n = T_TSAN ? 18 : 23;
 
@@ -256,7 +228,8 @@ static void test_fib(void)
 	for (i = 0; i < 5; i++) {
 		memset(&st, 0, sizeof(st));
 		st.n = n;
-		CHECK_EQ(t_run(rt, fib_step, &st, sizeof(st), &res, "fib"), 0);
+		CHECK_EQ(t_run(rt, t_fib_step, &st, sizeof(st), &res, "fib"),
+			 0);
 		CHECK_EQ(res, n == 18 ? 2584 : 28657);
 	}
 	CHECK(t_counter_sum(rt, MYRIAD_CTR_TAKEOVERS) == before,
