@@ -132,9 +132,12 @@ void io_op_drop(struct myriad_rt *rt, struct io_op *op);
 void infer_cancel(struct io_op *op);
 void infer_drop(struct io_op *op);
 
-/* timer.c, for task deadlines */
+/*
+ * timer.c, for task deadlines. now_ns: the clock when the caller read it,
+ * or 0 to have it read (a deadline that has passed is not armed: 0).
+ */
 int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
-	      uint64_t deadline_ns, bool deadline);
+	      uint64_t deadline_ns, bool deadline, uint64_t now_ns);
 void timer_disarm(struct myriad_rt *rt, struct timer *tm);
 
 /* offload.c */

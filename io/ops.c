@@ -1064,7 +1064,7 @@ int myriad_task_deadline(myriad_task_t *self, myriad_io_t *rec,
 		op->task = self;
 		list_add(self, op);
 	}
-	r = timer_arm(w, &op->u.tm, self, deadline_ns, true);
+	r = timer_arm(w, &op->u.tm, self, deadline_ns, true, 0);
 	if (r == 0) {
 		task_cancel_flags(self, TF_TIMEDOUT);
 		return -ETIME;

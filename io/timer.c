@@ -223,7 +223,7 @@ void timer_release(struct myriad_task *t)
  * has already passed (not armed).
  */
 int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
-	      uint64_t deadline_ns, bool deadline)
+	      uint64_t deadline_ns, bool deadline, uint64_t now_ns)
 {
 	uint64_t d = (deadline_ns + 999999u) / 1000000u;
 	int r;
@@ -235,7 +235,7 @@ int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
 	 * advance: the HTTP driver's "time out now" (libcurl's 0 ms timer)
 	 * waited a third of a millisecond on average for it.
 	 */
-	if (deadline_ns <= myriad_now_ns())
+	if (deadline_ns <= (now_ns ? now_ns : myriad_now_ns()))
 		return 0;
 	if (d > WHEEL_WHEN_MASK)
 		d = WHEEL_WHEN_MASK;
@@ -259,8 +259,9 @@ int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
 	return -EAGAIN;
 }
 
-int myriad_sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
-		       uint64_t deadline_ns)
+/* now_ns: the clock when the caller read it, or 0 (timer_arm reads it). */
+static int sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
+		       uint64_t deadline_ns, uint64_t now_ns)
 {
 	struct worker *w = cur_worker();
 	struct timer *tm = (struct timer *)tmo;
@@ -287,25 +288,33 @@ int myriad_sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
 	}
 	if (myriad_task_cancelled(self))
 		return task_cancel_reason(self);
-	r = timer_arm(w, tm, self, deadline_ns, false);
+	r = timer_arm(w, tm, self, deadline_ns, false, now_ns);
 	if (r == -EAGAIN)
 		atomic_store_explicit(&self->wait, (uintptr_t)tm | TW_TIMER,
 				      memory_order_release);
 	return r;
 }
 
+int myriad_sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
+		       uint64_t deadline_ns)
+{
+	return sleep_until(self, tmo, deadline_ns, 0);
+}
+
 int myriad_sleep(myriad_task_t *self, myriad_timer_t *tmo, uint64_t ns)
 {
 	struct timer *tm = (struct timer *)tmo;
 	uintptr_t reg;
+	uint64_t now;
 
 	if (!self || !tm)
 		return -EINVAL;
 	/* While armed, the arming deadline counts: don't add 'ns' again. */
 	reg = atomic_load_explicit(&self->wait, memory_order_acquire);
 	if (reg == ((uintptr_t)tm | TW_TIMER))
-		return myriad_sleep_until(self, tmo, 0);
-	return myriad_sleep_until(self, tmo, myriad_now_ns() + ns);
+		return sleep_until(self, tmo, 0, 0);
+	now = myriad_now_ns();
+	return sleep_until(self, tmo, now + ns, now);
 }
 
 uint64_t myriad_timer_deadline(const myriad_timer_t *tmo)
