@@ -112,34 +112,7 @@ static void dump(void)
 	}
 }
 
-/* ---- a fork-join workload ---- */
-
-struct fib {
-	MYRIAD_CORO_FIELD;
-	int n;
-	myriad_task_t *a, *b;
-};
-
-static int fib_step(myriad_task_t *self, void *p)
-{
-	struct fib *st = p;
-	struct fib c;
-
-	MYRIAD_BEGIN(st);
-	if (st->n < 2) {
-		myriad_task_set_result(self, st->n);
-		return MYRIAD_DONE;
-	}
-	memset(&c, 0, sizeof(c));
-	c.n = st->n - 1;
-	st->a = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	c.n = st->n - 2;
-	st->b = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	MYRIAD_JOIN(st, self);
-	myriad_task_set_result(self, myriad_task_result(st->a) +
-					     myriad_task_result(st->b));
-	MYRIAD_END(st);
-}
+/* ---- a fork-join workload (t_fib_step, helpers.h) ---- */
 
 /*
  * Run fib(n) as a root task. A timeout is reported (with what each worker
@@ -148,12 +121,12 @@ static int fib_step(myriad_task_t *self, void *p)
  */
 static bool run_fib(myriad_rt_t *rt, int n, int64_t want, const char *what)
 {
-	struct fib st = { .n = n };
+	struct t_fib st = { .n = n };
 	myriad_handle_t *h;
 	int64_t res = -1;
 	int r;
 
-	REQUIRE(myriad_rt_spawn(rt, fib_step, &st, sizeof(st), &h) == 0,
+	REQUIRE(myriad_rt_spawn(rt, t_fib_step, &st, sizeof(st), &h) == 0,
 		"spawn");
 	r = myriad_handle_join(h, &res, (int64_t)10 * T_SLOW * 1000000000);
 	if (r == -ETIMEDOUT) {
