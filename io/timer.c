@@ -230,10 +230,10 @@ int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
 
 	/*
 	 * Passed already: not armed. The wheel's time lags the clock (it
-	 * advances every few dozen ticks), so its own test below would arm
-	 * a deadline that passed up to a tick ago and fire it at the next
-	 * advance: the HTTP driver's "time out now" (libcurl's 0 ms timer)
-	 * waited a third of a millisecond on average for it.
+	 * moves only when a timer is due, at a maintenance tick), so its own
+	 * test below would arm a deadline that has passed and fire it at the
+	 * next advance: the HTTP driver's "time out now" (libcurl's 0 ms
+	 * timer) waited a third of a millisecond on average for it.
 	 */
 	if (deadline_ns <= (now_ns ? now_ns : myriad_now_ns()))
 		return 0;
