@@ -19,7 +19,10 @@ if ! command -v bpftrace >/dev/null 2>&1; then
 	echo "skip: no bpftrace (Debian package bpftrace)"
 	exit 77
 fi
-if ! readelf -n "$target" | grep -q 'Provider: myriad'; then
+# Not "readelf | grep -q" under pipefail: grep's early exit can kill
+# readelf with SIGPIPE, and the pipe then fails with the notes there.
+notes=$(readelf -n "$target" 2>&1)
+if ! grep -q 'Provider: myriad' <<<"$notes"; then
 	echo "FAIL: $target carries no myriad USDT notes"
 	exit 1
 fi
