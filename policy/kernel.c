@@ -59,7 +59,6 @@ struct kpol {
 	_Atomic uint64_t last_ns;
 	unsigned shrink_votes, calm;
 	double R_sum;	       /* step 4: R summed over the votes */
-	bool pin;	       /* the runtime pins the workers (step 5) */
 	unsigned grow_wait;    /* step 5: calm periods needed to grow */
 	unsigned since_change; /* periods since 'active' last changed */
 	bool grew;	       /* ... and that change was a growth */
@@ -155,11 +154,12 @@ static double kp_idle_since(struct kpol *k, uint64_t now)
  *    (1 when it neither ran nor waited by the switch events' account: a
  *    whole CPU it never left). When W > 0.25 (a quarter of a CPU waits)
  *    for KP_VOTES periods in a row, run floor(R + KP_KEEP) workers, R
- *    the mean over those periods (at least 1, at most all): a worker that gets
- *    about half of its CPU adds that half, so it stays (a hog on one of
- *    2 CPUs: R = 1.5, both workers; on one of 16: R = 15.5, all 16);
- *    with less (two neighbours on its CPU; a quota of one CPU for two
- *    workers: R = 1.0) the surplus parks. The workers are pinned one to a CPU while all of them run
+ *    the mean over those periods (at least 1, at most all): a worker
+ *    that gets about half of its CPU adds that half, so it stays (a hog
+ *    on one of 2 CPUs: R = 1.5, both workers; on one of 16: R = 15.5,
+ *    all 16); with less (two neighbours on its CPU; a quota of one CPU
+ *    for two workers: R = 1.0) the surplus parks. The workers are
+ *    pinned one to a CPU while all of them run
  *    (MYRIAD_POLICY_PIN): unpinned, the kernel's balancer put both
  *    workers on the CPU without the neighbour for long stretches (the
  *    noisy bench's debug: both on CPU 1, 0.5 each), and the process had
@@ -180,10 +180,11 @@ static double kp_idle_since(struct kpol *k, uint64_t now)
  *    undone within KP_UNDONE * grow_wait periods doubles grow_wait
  *    (KP_GROW_MIN up to KP_GROW_MAX periods), and KP_SETTLED periods
  *    without a change bring it back to KP_GROW_MIN. With the workers
- *    pinned (k->pin: a CPU of the mask for each) the growth is blind: the
- *    worker comes back pinned beside the neighbour, gets its half, and
- *    step 4 keeps it (a shrink on one unlucky mean is undone); a quota
- *    takes it away again, and the doubling spaces the tries.
+ *    pinned (a CPU of the mask for each) /proc/stat is not read and the
+ *    growth is blind: the worker comes back pinned beside the neighbour,
+ *    gets its half, and step 4 keeps it (a shrink on one unlucky mean is
+ *    undone); a quota takes it away again, and the doubling spaces the
+ *    tries.
  */
 static void kp_update(struct kpol *k)
 {
@@ -269,7 +270,7 @@ static void kp_update(struct kpol *k)
 			if (k->calm < k->grow_wait)
 				goto done;
 			idle = kp_idle_since(k, now);
-			if (idle == -1 || idle >= KP_IDLE_MIN || k->pin) {
+			if (idle == -1 || idle >= KP_IDLE_MIN) {
 				act++;
 				k->calm = 0;
 				k->since_change = 0;
@@ -302,17 +303,21 @@ static int kp_init(void **ctx, const struct myriad_policy_env *env)
 	atomic_init(&k->active, env->workers);
 	atomic_init(&k->busy, 0);
 	k->grow_wait = KP_GROW_MIN;
-	/* Room for every CPU line of the mask (at most ~230 bytes each). */
+	/*
+	 * Step 5's /proc/stat, only where the runtime does not pin the
+	 * workers (MYRIAD_POLICY_PIN: fewer CPUs in the mask than workers);
+	 * pinned, the growth is blind, as when the file cannot be read. Room
+	 * for every CPU line of the mask (at most ~230 bytes each).
+	 */
 	k->stat_fd = -1;
-	if (sched_getaffinity(0, sizeof(k->cpus), &k->cpus) == 0) {
+	if (sched_getaffinity(0, sizeof(k->cpus), &k->cpus) == 0 &&
+	    (unsigned)CPU_COUNT(&k->cpus) < k->n) {
 		for (i = 0; i < CPU_SETSIZE; i++)
 			if (CPU_ISSET(i, &k->cpus))
 				k->stat_cap = 256 * ((size_t)i + 2) + 256;
 		k->stat_buf = k->stat_cap ? malloc(k->stat_cap) : NULL;
 		if (k->stat_buf)
 			k->stat_fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
-		/* As the runtime decides it (MYRIAD_POLICY_PIN). */
-		k->pin = (unsigned)CPU_COUNT(&k->cpus) >= k->n;
 	}
 	for (i = 0; i < KP_MAX; i++)
 		atomic_init(&k->hot[i], 0);

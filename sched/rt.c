@@ -118,6 +118,15 @@ static unsigned cgroup_cpus(void)
 	return best;
 }
 
+/* The policy's MYRIAD_POLICY_* flags: 0 from a struct older than them. */
+static unsigned pol_flags(const struct myriad_policy_ops *pol)
+{
+	return pol->sz >= offsetof(struct myriad_policy_ops, flags) +
+				       sizeof(pol->flags)
+		       ? pol->flags
+		       : 0;
+}
+
 /*
  * MYRIAD_POLICY_PIN: worker i gets the i-th CPU of the affinity mask the
  * process has now, when the mask has a CPU for every worker. The workers
@@ -128,9 +137,7 @@ static int pin_plan(struct myriad_rt *rt)
 	unsigned i = 0, c;
 
 	atomic_init(&rt->pin_on, false);
-	if (rt->pol->sz < offsetof(struct myriad_policy_ops, flags) +
-				  sizeof(rt->pol->flags) ||
-	    !(rt->pol->flags & MYRIAD_POLICY_PIN) ||
+	if (!(pol_flags(rt->pol) & MYRIAD_POLICY_PIN) ||
 	    sched_getaffinity(0, sizeof(rt->pin_mask), &rt->pin_mask) ||
 	    (unsigned)CPU_COUNT(&rt->pin_mask) < rt->nworkers)
 		return 0;
@@ -546,9 +553,7 @@ static void signals_start(struct myriad_rt *rt,
 	int err;
 
 	if (want == 0) {
-		if (rt->pol->sz >= offsetof(struct myriad_policy_ops, flags) +
-					   sizeof(rt->pol->flags) &&
-		    (rt->pol->flags & MYRIAD_POLICY_SIGNALS))
+		if (pol_flags(rt->pol) & MYRIAD_POLICY_SIGNALS)
 			want = 1;
 		if (e && (!strcmp(e, "1") || !strcmp(e, "bpf") ||
 			  !strcmp(e, "proc")))

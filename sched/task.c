@@ -664,12 +664,12 @@ void task_op_done(struct worker *w, struct myriad_task *t)
 	}
 	if ((s & TS_LC_MASK) != TS_IDLE)
 		return;
-	if (w && !(s & TF_URGENT))
-		lq_push(w, t);
-	else if (w)
+	if (!w)
+		task_schedule(task_rt(t), t);
+	else if (s & TF_URGENT)
 		lq_push_lifo(w, t);
 	else
-		task_schedule(task_rt(t), t);
+		lq_push(w, t);
 }
 
 /* A completion that leaves the operation in flight (multishot): a wake. */

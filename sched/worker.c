@@ -281,7 +281,7 @@ static void pin_update(struct worker *w)
 			    rt->nworkers;
 	cpu_set_t one;
 
-	if (likely(want == w->pinned) || !rt->pin_cpu)
+	if (likely(want == w->pinned))
 		return;
 	if (want) {
 		CPU_ZERO(&one);
