@@ -770,13 +770,6 @@ static int echo_root(myriad_task_t *self, void *p)
 	MYRIAD_END(st);
 }
 
-/*
- * The soft RLIMIT_NOFILE up to the hard limit, and the hard limit up to
- * 'need' where the process may (as root): as the peers do. Exits 2 when
- * 'need' descriptors cannot be had, saying what they are for ('what') and
- * how many of the workload's 'unit' fit ('per' descriptors each, besides
- * 'spare').
- */
 /* The descriptors this process may have: RLIMIT_NOFILE's hard limit. */
 static uint64_t nofile_max(void)
 {
@@ -787,6 +780,13 @@ static uint64_t nofile_max(void)
 	return rl.rlim_max == RLIM_INFINITY ? UINT64_MAX : rl.rlim_max;
 }
 
+/*
+ * The soft RLIMIT_NOFILE up to the hard limit, and the hard limit up to
+ * 'need' where the process may (as root): as the peers do. Exits 2 when
+ * 'need' descriptors cannot be had, saying what they are for ('what') and
+ * how many of the workload's 'unit' fit ('per' descriptors each, besides
+ * 'spare').
+ */
 static void raise_nofile(uint64_t need, const char *what, const char *unit,
 			 uint64_t per, uint64_t spare)
 {
@@ -1891,19 +1891,14 @@ int main(int argc, char **argv)
 					B.n, room, G.tool_conns);
 			}
 		}
-		if (G.tool_conns)
-			raise_nofile(
-				(uint64_t)(G.tool_conns + G.llm_conc +
-					   AGENT_SPARE_FDS),
-				"agents (the tool connection pool, the LLM connections and some to spare)",
-				"--tool-conns", 1,
-				(uint64_t)G.llm_conc + AGENT_SPARE_FDS);
-		else
-			raise_nofile(
-				(uint64_t)(B.n + G.llm_conc + AGENT_SPARE_FDS),
-				"agents (a tool connection per agent, the LLM connections and some to spare)",
-				"--agents", 1,
-				(uint64_t)G.llm_conc + AGENT_SPARE_FDS);
+		raise_nofile(
+			(uint64_t)((G.tool_conns ? G.tool_conns : B.n) +
+				   G.llm_conc + AGENT_SPARE_FDS),
+			G.tool_conns
+				? "agents (the tool connection pool, the LLM connections and some to spare)"
+				: "agents (a tool connection per agent, the LLM connections and some to spare)",
+			G.tool_conns ? "--tool-conns" : "--agents", 1,
+			(uint64_t)G.llm_conc + AGENT_SPARE_FDS);
 		G.lats = calloc((size_t)(B.n * G.steps), sizeof(*G.lats));
 		if (!G.lats) {
 			fprintf(stderr,

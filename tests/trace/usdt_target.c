@@ -19,31 +19,6 @@
 
 #include "helpers.h"
 
-struct fib {
-	MYRIAD_CORO_FIELD;
-	int n;
-	myriad_task_t *a, *b;
-};
-
-static int fib_step(myriad_task_t *self, void *p)
-{
-	struct fib *st = p, c = { 0 };
-
-	MYRIAD_BEGIN(st);
-	if (st->n < 2) {
-		myriad_task_set_result(self, st->n);
-		return MYRIAD_DONE;
-	}
-	c.n = st->n - 1;
-	st->a = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	c.n = st->n - 2;
-	st->b = myriad_task_spawn(self, fib_step, &c, sizeof(c), 0, NULL);
-	MYRIAD_JOIN(st, self);
-	myriad_task_set_result(self, myriad_task_result(st->a) +
-					     myriad_task_result(st->b));
-	MYRIAD_END(st);
-}
-
 static int64_t nap(void *arg)
 {
 	(void)arg;
@@ -74,12 +49,12 @@ struct root {
 static int root_step(myriad_task_t *self, void *p)
 {
 	struct root *st = p;
-	struct fib f = { .n = 20 };
+	struct t_fib f = { .n = 20 };
 	int rc;
 
 	MYRIAD_BEGIN(st);
 	for (st->i = 0; st->i < 5; st->i++) {
-		st->f = myriad_task_spawn(self, fib_step, &f, sizeof(f), 0,
+		st->f = myriad_task_spawn(self, t_fib_step, &f, sizeof(f), 0,
 					  NULL);
 		MYRIAD_JOIN(st, self);
 		res.fibs += myriad_task_result(st->f);
