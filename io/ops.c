@@ -55,7 +55,13 @@
  *    already finished finds nothing (-ENOENT, ignored).
  * 7. Multishot accept: completions with IORING_CQE_F_MORE queue their
  *    descriptor in the record under its lock and wake the task; only the
- *    last completion counts for (3).
+ *    last completion counts for (3). The kernel also ends a multishot
+ *    that succeeded (a completion queue full): the record is DONE with
+ *    RES_REARM, and the task's next call arms it again. A cancel that
+ *    finds it so, or that raced that last completion, leaves OP_CANCELLED
+ *    in 'st' (the record is the task's once DONE, step 4), and the next
+ *    call returns -ECANCELED instead: the cancel is never lost to a new
+ *    multishot.
  * 8. At shutdown each worker, in its own thread, cancels everything on
  *    its ring and reaps until no record of its ring is in flight; records
  *    awaiting a cancel request then complete without it, since no task
@@ -605,6 +611,13 @@ static void op_cancel(struct worker *w, struct io_op *op)
 {
 	uint32_t s = st_load(op);
 
+	if ((s & OP_PHASE) == OP_DONE && op->kind == IOK_ACCEPT &&
+	    op->res == RES_REARM) {
+		/* Step 7: a multishot the kernel ended, not armed again. */
+		atomic_fetch_or_explicit(&op->st, OP_CANCELLED,
+					 memory_order_relaxed);
+		return;
+	}
 	if ((s & OP_PHASE) != OP_FLIGHT || (s & OP_CANCELLED))
 		return;
 	if (op->kind == IOK_BLOCKING || op->kind == IOK_INFER) {
@@ -1006,6 +1019,8 @@ int myriad_io_accept(myriad_task_t *self, myriad_io_t *rec, int fd, int flags)
 		free(op->u.acc.q);
 		op->u.acc.q = NULL;
 		op->u.acc.cap = op->u.acc.head = 0;
+		if (op->res == RES_REARM && (st_load(op) & OP_CANCELLED))
+			op->res = -ECANCELED; /* not armed again (step 7) */
 		if (op->res != RES_REARM)
 			return io_op_result(self, op);
 		(void)io_op_result(self, op);
