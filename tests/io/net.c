@@ -118,6 +118,9 @@ static int64_t ctr_sum(int idx)
 
 static _Atomic int64_t echo_accepted, echo_connected, echo_clients_done;
 static _Atomic int64_t echo_bytes_sent, echo_bytes_echoed, echo_conns_done;
+static _Atomic int64_t echo_clients_closed;
+/* The acceptor: 0 accepting, 1 cancelled, 2 saw -ECANCELED, 3 joined. */
+static _Atomic int echo_server_stage;
 
 static int echo_len(int id, int round)
 {
@@ -218,10 +221,13 @@ static int echo_server_step(myriad_task_t *self, void *p)
 	}
 	/* Every client is in: the cancelled accept has nothing queued. */
 	CHECK_EQ(myriad_io_cancel(self, &st->acc), 0);
+	atomic_store(&echo_server_stage, 1);
 	MYRIAD_IO(st, rc,
 		  myriad_io_accept(self, &st->acc, st->lfd, SOCK_CLOEXEC));
 	CHECK_ERR(rc, -ECANCELED);
+	atomic_store(&echo_server_stage, 2);
 	MYRIAD_JOIN(st, self);
+	atomic_store(&echo_server_stage, 3);
 	MYRIAD_END(st);
 }
 
@@ -301,6 +307,7 @@ static int echo_client_step(myriad_task_t *self, void *p)
 out:
 	MYRIAD_IO(st, rc, myriad_io_close(self, &st->op, st->fd));
 	CHECK_ERR(rc, 0);
+	atomic_fetch_add(&echo_clients_closed, 1);
 	MYRIAD_END(st);
 }
 
@@ -342,13 +349,17 @@ static void echo_dump(void)
 {
 	fprintf(stderr,
 		"  accepted %lld, connected %lld, clients done %lld, "
-		"server conns done %lld, bytes sent %lld, echoed %lld\n",
+		"server conns done %lld, bytes sent %lld, echoed %lld, "
+		"clients closed %lld, acceptor stage %d, tasks live %lld\n",
 		(long long)atomic_load(&echo_accepted),
 		(long long)atomic_load(&echo_connected),
 		(long long)atomic_load(&echo_clients_done),
 		(long long)atomic_load(&echo_conns_done),
 		(long long)atomic_load(&echo_bytes_sent),
-		(long long)atomic_load(&echo_bytes_echoed));
+		(long long)atomic_load(&echo_bytes_echoed),
+		(long long)atomic_load(&echo_clients_closed),
+		atomic_load(&echo_server_stage),
+		(long long)myriad_rt_tasks_live(rt));
 }
 
 /* Connections that the descriptor limit allows (two per connection). */
@@ -401,6 +412,8 @@ static void test_echo(void)
 	CHECK_EQ(atomic_load(&echo_connected), r.n);
 	CHECK_EQ(atomic_load(&echo_clients_done), r.n);
 	CHECK_EQ(atomic_load(&echo_conns_done), r.n);
+	CHECK_EQ(atomic_load(&echo_clients_closed), r.n);
+	CHECK_EQ(atomic_load(&echo_server_stage), 3);
 	CHECK_EQ(atomic_load(&echo_bytes_sent), want_bytes);
 	CHECK_EQ(atomic_load(&echo_bytes_echoed), want_bytes);
 	CHECK_EQ(myriad_rt_tasks_live(rt), 0);
