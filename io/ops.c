@@ -1057,11 +1057,12 @@ int myriad_task_deadline(myriad_task_t *self, myriad_io_t *rec,
 {
 	struct worker *w = cur_worker();
 	struct io_op *op = (struct io_op *)rec;
+	uint64_t now = myriad_now_ns();
 	int r;
 
 	if (!self || !op || !w || w->current != self)
 		return -EINVAL;
-	if (deadline_ns <= myriad_now_ns()) {
+	if (deadline_ns <= now) {
 		/* Passed already: cancelled now, not at the next tick. */
 		if (op->kind == IOK_DEADLINE && (op->oflags & OF_LISTED))
 			timer_disarm(w->rt, &op->u.tm);
@@ -1079,7 +1080,7 @@ int myriad_task_deadline(myriad_task_t *self, myriad_io_t *rec,
 		op->task = self;
 		list_add(self, op);
 	}
-	r = timer_arm(w, &op->u.tm, self, deadline_ns, true, 0);
+	r = timer_arm(w, &op->u.tm, self, deadline_ns, true, now);
 	if (r == 0) {
 		task_cancel_flags(self, TF_TIMEDOUT);
 		return -ETIME;

@@ -324,7 +324,7 @@ static void slot_release(uint64_t free_at)
 		q_unlink(c);
 		service_start(c, free_at > c->r.arrive ? free_at : c->r.arrive);
 	}
-	if (L.in_service < O.conc && L.free_at && L.free_n < O.conc)
+	if (L.in_service < O.conc && L.free_n < O.conc)
 		L.free_at[(L.free_head + L.free_n++) % O.conc] = free_at;
 }
 
