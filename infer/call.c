@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * infer/call.c: a call's life: started by its task, completed once by its
+ * owner, cancelled by the agent side, its result collected and released.
+ *
+ * Why a call completes once and its agent outlives it:
+ * 1. The call's record is an I/O record of the agent (io/ops.c): starting
+ *    it counts one operation in the agent's state word, so the agent
+ *    cannot finish until io_ext_complete() takes it off again.
+ * 2. A call lives on exactly one list at a time, under the pool's lock
+ *    (the queue) or owned by one driver's step (in flight); only the
+ *    owner completes it, once.
+ * 3. A cancellation (the agent cancelled, its deadline) sets a flag on the
+ *    call and wakes a driver; the call's owner, queue or driver, sees it,
+ *    removes the transfer (curl closes a connection whose transfer did
+ *    not finish) and completes the call with the reason.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "infer/internal.h"
+#include "sched/probes.h"
+
+/* 'd': the driver that owns the call now, which keeps its easy handle
+ * for the next call (NULL: clean it up). */
+static void call_free_transfer(struct driver *d, struct icall *c)
+{
+	if (c->easy) {
+		if (d &&
+		    d->neasy < sizeof(d->easy_free) / sizeof(d->easy_free[0]))
+			d->easy_free[d->neasy++] = c->easy;
+		else
+			curl_easy_cleanup(c->easy);
+		c->easy = NULL;
+	}
+	mem_free(c->body);
+	c->body = NULL;
+	c->body_cap = 0;
+	if (c->parse_pending)
+		return; /* the task parses the response (settle()) */
+	mem_free(c->resp);
+	c->resp = NULL;
+	c->resp_len = c->resp_cap = 0;
+}
+
+/* Step 2: the owner completes the call, once; 'w' the current worker. */
+/* The cancel word of a completed call: infer_cancel() no longer counts. */
+#define CANCEL_DONE INT_MIN
+
+void call_complete(struct driver *d, struct icall *c, int rc, const char *why)
+{
+	int w = atomic_exchange_explicit(&c->cancel, CANCEL_DONE,
+					 memory_order_acq_rel);
+
+	/* A cancel that was counted is settled here, once, however the
+	 * call ended (infer_cancel() counts only before completion). */
+	if (w != 0 && w != CANCEL_DONE)
+		atomic_fetch_sub_explicit(&c->pool->ncancel, 1,
+					  memory_order_relaxed);
+	if (why && !c->err[0])
+		snprintf(c->err, sizeof(c->err), "%s", why);
+	c->res.error = c->err;
+	c->res.http_status = (int)c->http_status;
+	c->res.attempts = c->attempts;
+	c->res.endpoint = c->ep;
+	PROBE3(offload_end, c, rc, c->http_status);
+	call_free_transfer(d, c);
+	io_ext_complete(cur_worker(), c->op, rc);
+}
+
+void infer_drop(struct io_op *op)
+{
+	struct icall *c = op->u.inf.c;
+
+	if (!c)
+		return;
+	op->u.inf.c = NULL;
+	c->parse_pending = false; /* never collected: free the body too */
+	call_free_transfer(NULL, c);
+	if (c->req)
+		json_decref(c->req);
+	if (c->json)
+		json_decref(c->json);
+	mem_free(c->emb);
+	mem_free(c->sbuf);
+	mem_free(c);
+}
+
+/* Step 3: the agent side of a cancellation. */
+void infer_cancel(struct io_op *op)
+{
+	struct icall *c = op->u.inf.c;
+	int why = task_cancel_reason(op->task);
+	int z = 0;
+	unsigned i;
+
+	if (!c)
+		return;
+
+	if (atomic_compare_exchange_strong(&c->cancel, &z,
+					   why ? why : -ECANCELED)) {
+		atomic_fetch_add_explicit(&c->pool->ncancel, 1,
+					  memory_order_release);
+		/* Whichever driver owns it now, queue or transfer: all look. */
+		for (i = 0; i < c->pool->ndrv; i++)
+			myriad_waker_wake(c->pool->drv[i].waker);
+	}
+}
+
+static void wake_driver(struct myriad_infer *p, struct driver *d)
+{
+	if (!d)
+		d = &p->drv[atomic_fetch_add_explicit(&p->rr, 1,
+						      memory_order_relaxed) %
+			    p->ndrv];
+	myriad_waker_wake(d->waker);
+}
+
+static int call_start(myriad_task_t *self, myriad_infer_t *p,
+		      myriad_infer_call_t *call, int kind, json_t *req,
+		      bool stream)
+{
+	struct worker *w = cur_worker();
+	struct io_op *op = (struct io_op *)call;
+	struct icall *c;
+	int r = io_op_enter(w, self, op, IOK_INFER);
+
+	if (r != 1 || !p || !req) {
+		json_decref(req); /* NULL-safe */
+		if (r == 0)
+			return settle(op->u.inf.c, io_op_result(self, op));
+		return r == 1 ? -EINVAL : r;
+	}
+	c = mem_zalloc(sizeof(*c));
+	if (!c) {
+		json_decref(req);
+		return -ENOMEM;
+	}
+	c->deadline_ns = io_op_take_deadline(op);
+	c->pool = p;
+	c->kind = kind;
+	c->req = req;
+	c->task = self;
+	c->op = op;
+	c->ep = -1;
+	c->retry_after_s = -1;
+	c->res.prompt_tokens = c->res.completion_tokens = c->res.total_tokens =
+		-1;
+	c->res.queue_ms = c->res.prompt_ms = c->res.predicted_ms = -1;
+	c->res.endpoint = -1;
+	c->res.error = c->err;
+	c->stream = stream;
+	atomic_init(&c->slock.v, 0);
+	io_ext_start(w, self, op, IOK_INFER);
+	op->u.inf.c = c;
+	pthread_mutex_lock(&p->lock);
+	q_push(p, c);
+	pthread_mutex_unlock(&p->lock);
+	wake_driver(p, &p->drv[w->idx % p->ndrv]);
+	return -EAGAIN;
+}
+
+static int chat_start(myriad_task_t *self, myriad_infer_t *p,
+		      myriad_infer_call_t *call, const char *messages_json,
+		      const char *extra_json, bool stream)
+{
+	struct io_op *op = (struct io_op *)call;
+	json_t *req, *m, *x;
+	json_error_t jerr;
+
+	if (!call)
+		return -EINVAL;
+	/* In flight or done: no new request is built. */
+	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
+		return call_start(self, p, call, CALL_CHAT, NULL, false);
+	if (!messages_json)
+		return -EINVAL;
+	m = json_loads(messages_json, 0, &jerr);
+	if (!json_is_array(m)) {
+		json_decref(m);
+		return -EINVAL;
+	}
+	req = json_object();
+	if (!req) {
+		json_decref(m);
+		return -ENOMEM;
+	}
+	json_object_set_new(req, "messages", m);
+	if (extra_json) {
+		x = json_loads(extra_json, 0, &jerr);
+		if (!json_is_object(x)) {
+			json_decref(x);
+			json_decref(req);
+			return -EINVAL;
+		}
+		json_object_update(req, x);
+		json_decref(x);
+	}
+	json_object_set_new(req, "stream", json_boolean(stream));
+	return call_start(self, p, call, CALL_CHAT, req, stream);
+}
+
+int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
+		      myriad_infer_call_t *call, const char *messages_json,
+		      const char *extra_json)
+{
+	return chat_start(self, p, call, messages_json, extra_json, false);
+}
+
+int myriad_infer_chat_stream(myriad_task_t *self, myriad_infer_t *p,
+			     myriad_infer_call_t *call,
+			     const char *messages_json, const char *extra_json)
+{
+	return chat_start(self, p, call, messages_json, extra_json, true);
+}
+
+int myriad_infer_stream_read(myriad_task_t *self, myriad_infer_call_t *call,
+			     char *buf, size_t cap)
+{
+	struct worker *w = cur_worker();
+	struct io_op *op = (struct io_op *)call;
+	struct icall *c;
+	size_t n = 0;
+	uint32_t st;
+	int r;
+
+	if (!self || !op || !w || w->current != self || !buf || !cap ||
+	    cap > INT32_MAX || op->kind != IOK_INFER || !(c = op->u.inf.c) ||
+	    !c->stream)
+		return -EINVAL;
+	for (;;) {
+		/* Acquire: when DONE is seen, every append before it is. */
+		st = atomic_load_explicit(&op->st, memory_order_acquire) & 3u;
+		spin_lock(&c->slock);
+		if (c->slen > c->sread) {
+			n = c->slen - c->sread;
+			if (n > cap)
+				n = cap;
+			memcpy(buf, c->sbuf + c->sread, n);
+			c->sread += n;
+		}
+		spin_unlock(&c->slock);
+		if (n)
+			return (int)n;
+		if (st == 1)
+			return -EAGAIN;
+		if (st == 0)
+			return 0; /* finished and read */
+		r = io_op_result(self, op);
+		return r;
+	}
+}
+
+int myriad_infer_embed(myriad_task_t *self, myriad_infer_t *p,
+		       myriad_infer_call_t *call, const char *input)
+{
+	struct io_op *op = (struct io_op *)call;
+	json_t *req;
+
+	if (!call)
+		return -EINVAL;
+	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
+		return call_start(self, p, call, CALL_EMBED, NULL, false);
+	if (!input)
+		return -EINVAL;
+	req = json_pack("{s:s}", "input", input);
+	if (!req)
+		return -ENOMEM;
+	return call_start(self, p, call, CALL_EMBED, req, false);
+}
+
+const struct myriad_infer_result *
+myriad_infer_result(const myriad_infer_call_t *call)
+{
+	const struct io_op *op = (const struct io_op *)call;
+
+	if (!op || op->kind != IOK_INFER || !op->u.inf.c ||
+	    (atomic_load_explicit(&op->st, memory_order_acquire) & 3u) == 1)
+		return NULL;
+	/* Finished but not yet collected by the task: parse it now. */
+	(void)settle(op->u.inf.c, 0);
+	return &op->u.inf.c->res;
+}
+
+int myriad_infer_release(myriad_task_t *self, myriad_infer_call_t *call)
+{
+	struct worker *w = cur_worker();
+	struct io_op *op = (struct io_op *)call;
+
+	if (!self || !op || !w || w->current != self)
+		return -EINVAL;
+	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
+		return -EBUSY;
+	io_op_drop(w->rt, op);
+	return 0;
+}

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * infer/internal.h: what the files of the inference layer share: the pool,
+ * its endpoints, drivers, polled sockets and calls, and what each file
+ * calls in another.
+ *
+ * The layer offloads inference: an endpoint pool, HTTP on libcurl's multi
+ * interface driven by myriad's own io_uring polls and timer wheel, JSON
+ * with jansson, retries, backoff and cooldowns. Its files:
+ *   pool.c      the public pool: create, add an endpoint, destroy
+ *   call.c      a call's life: start, completion, cancellation, results
+ *   admit.c     the pool's queue and admission into endpoint windows
+ *   driver.c    the driver task: curl's sockets and timer, its step
+ *   transfer.c  one HTTP attempt: setting up the easy handle, its callbacks
+ *   retry.c     how an attempt ends: result, retry with backoff, cooldown
+ *   parse.c     the response: a JSON body, a stream of server-sent events
+ *   mem.h       the allocator shims
+ */
+#ifndef MYRIAD_INFER_INTERNAL_H
+#define MYRIAD_INFER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include <myriad/infer.h>
+
+#include "io/io.h"
+#include "infer/mem.h"
+
+enum { CALL_CHAT, CALL_EMBED };
+
+struct endpoint {
+	char *chat_url, *embed_url, *model;
+	struct curl_slist *hdrs; /* content type, authorization */
+	unsigned window;
+	_Atomic unsigned inflight;
+	_Atomic uint64_t cool_until_ns; /* after a 429 */
+};
+
+struct icall {
+	struct io_op *op;
+	struct myriad_task *task;
+	struct myriad_infer *pool;
+	int kind;
+	json_t *req; /* the request without "model" */
+	char *body;
+	size_t body_len, body_cap; /* not NUL-terminated */
+	unsigned sends;		   /* requests libcurl began for this attempt */
+	int body_ep;		   /* the endpoint 'body' was built for */
+	int ep;			   /* the endpoint of the current attempt */
+	struct driver *drv;	   /* in flight there */
+	CURL *easy;
+	char *resp;
+	size_t resp_len, resp_cap;
+	bool too_big;
+	double retry_after_s; /* from the last response, -1 if none */
+	long http_status;
+	long http_status_now; /* of the response being received */
+	unsigned attempts;
+	uint64_t not_before_ns;
+	uint64_t deadline_ns; /* the whole call's, retries included; 0 */
+	_Atomic int cancel;   /* 0, or the reason (-ECANCELED, -ETIME) */
+	struct icall *next;   /* the queue, or the driver's list */
+	struct icall *prev;
+	json_t *json; /* the parsed response: owns the strings */
+	double *emb;
+	struct myriad_infer_result res;
+	/* Streaming: content so far, appended by the driver, read by the
+	 * task, under slock; 'sparsed' is how much of 'resp' is parsed. */
+	bool stream, sdone;
+	bool parse_pending; /* a 2xx body the task has yet to parse */
+	int settled_rc;	    /* what settle() made of it */
+	bool bad_body;	    /* a stream event was malformed */
+	struct spin slock;
+	char *sbuf;
+	size_t slen, scap, sread, sparsed;
+	char err[CURL_ERROR_SIZE + 96];
+};
+
+struct sock {
+	struct io_op rec; /* first: the poll's record */
+	struct driver *d;
+	struct sock *anext, *aprev; /* every sock of the driver */
+	curl_socket_t fd;
+	int want;  /* CURL_POLL_* */
+	int armed; /* poll events in flight, 0 if none */
+	bool dead; /* curl is done with it: free once the poll ends */
+	bool in_ready;
+};
+
+struct driver {
+	struct myriad_infer *pool;
+	myriad_task_t *self;
+	myriad_handle_t *handle;
+	myriad_waker_t waker;
+	CURLM *multi;
+	_Atomic(struct io_op *) ready; /* finished polls */
+	struct sock *socks;	       /* all, freed at the end */
+	struct icall *active;	       /* transfers in this multi */
+	CURL *easy_free[64];	       /* handles kept for reuse */
+	unsigned neasy;
+	unsigned nactive;
+	uint64_t curl_deadline_ns; /* UINT64_MAX: none */
+	myriad_timer_t tm;
+	_Atomic bool stop;
+	uint64_t rng;
+};
+
+struct myriad_infer {
+	myriad_rt_t *rt;
+	struct myriad_infer_opts o;
+	pthread_mutex_t lock; /* the queue, endpoints list growth */
+	struct icall *qhead, *qtail;
+	unsigned nqueued;
+	unsigned nqdeadline;	  /* queued calls with a deadline */
+	_Atomic unsigned ncancel; /* cancellations not yet seen */
+	struct endpoint *eps;
+	_Atomic unsigned neps;
+	unsigned eps_cap;
+	struct driver *drv;
+	unsigned ndrv;
+	_Atomic unsigned rr;
+};
+
+static inline uint64_t now_ns(void)
+{
+	return myriad_now_ns();
+}
+
+static inline uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return x;
+}
+
+/* call.c: the owner completes the call, once (call.c:2) */
+void call_complete(struct driver *d, struct icall *c, int rc, const char *why);
+
+/* admit.c: queue a call (pool lock held); admit queued calls, returning
+ * the earliest time a waiting call could go */
+void q_push(struct myriad_infer *p, struct icall *c);
+uint64_t admit(struct driver *d);
+
+/* driver.c: set up driver 'i' of 'p' (0 or -EIO); the driver task's step;
+ * free what a joined driver kept */
+int driver_init(struct myriad_infer *p, unsigned i);
+int driver_step(myriad_task_t *self, void *state);
+void driver_fini(struct driver *d);
+
+/* transfer.c: start an attempt of 'c' on endpoint 'ep'; its transfer
+ * left the multi */
+int transfer_start(struct driver *d, struct icall *c, int ep);
+void transfer_end(struct driver *d, struct icall *c);
+
+/* retry.c: an attempt finished with 'rc' */
+void transfer_done(struct driver *d, struct icall *c, CURLcode rc);
+
+/* parse.c: parse streamed events (false: stop the transfer); collect a
+ * completed call */
+bool sse_parse(struct icall *c);
+int settle(struct icall *c, int rc);
+
+#endif

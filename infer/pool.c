@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * infer/pool.c: the public pool: libcurl's one-time setup, creating the
+ * pool and its driver tasks, adding endpoints, destroying it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/internal.h"
+
+/* curl_global_init is not thread-safe in this libcurl: once. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+#if CURL_JEMALLOC
+	curl_init_rc =
+		curl_global_init_mem(CURL_GLOBAL_DEFAULT, cm_malloc, cm_free,
+				     cm_realloc, cm_strdup, cm_calloc);
+#else
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+#endif
+}
+
+myriad_infer_t *myriad_infer_create(myriad_rt_t *rt,
+				    const struct myriad_infer_opts *opts,
+				    int *err)
+{
+	struct myriad_infer *p = NULL;
+	unsigned i;
+	int r = 0;
+
+	if (!rt || (opts && opts->sz < sizeof(size_t))) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (cur_worker()) {
+		r = -EDEADLK;
+		goto out;
+	}
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK) {
+		r = -EIO;
+		goto out;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	p->rt = rt;
+	if (opts)
+		memcpy(&p->o, opts,
+		       opts->sz < sizeof(p->o) ? opts->sz : sizeof(p->o));
+	p->o.sz = sizeof(p->o);
+	if (!p->o.connect_timeout_ns)
+		p->o.connect_timeout_ns = 10000000000ull;
+	if (!p->o.timeout_ns)
+		p->o.timeout_ns = 300000000000ull;
+	if (!p->o.max_retries)
+		p->o.max_retries = 4;
+	if (!p->o.backoff_base_ns)
+		p->o.backoff_base_ns = 100000000ull;
+	if (!p->o.backoff_max_ns)
+		p->o.backoff_max_ns = 10000000000ull;
+	if (!p->o.max_response)
+		p->o.max_response = 8u << 20;
+	if (!p->o.cooldown_jitter_ns)
+		p->o.cooldown_jitter_ns = 100000000ull;
+	p->ndrv = p->o.drivers ? p->o.drivers : (unsigned)myriad_rt_workers(rt);
+	if (p->ndrv > 64)
+		p->ndrv = 64;
+	pthread_mutex_init(&p->lock, NULL);
+	p->eps_cap = 64;
+	p->eps = calloc(p->eps_cap, sizeof(*p->eps));
+	p->drv = calloc(p->ndrv, sizeof(*p->drv));
+	if (!p->eps || !p->drv) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < p->ndrv; i++) {
+		r = driver_init(p, i);
+		if (r < 0)
+			goto fail;
+	}
+	for (i = 0; i < p->ndrv; i++) {
+		struct driver *d = &p->drv[i];
+
+		r = myriad_rt_spawn(rt, driver_step, &d, sizeof(d), &d->handle);
+		if (r < 0)
+			goto fail_spawned;
+		d->waker.rt = rt;
+		d->waker.task = d->handle;
+	}
+	if (err)
+		*err = 0;
+	return p;
+
+fail_spawned:
+	while (i-- > 0) {
+		atomic_store(&p->drv[i].stop, true);
+		myriad_waker_wake(p->drv[i].waker);
+		myriad_handle_join(p->drv[i].handle, NULL, -1);
+		myriad_handle_release(p->drv[i].handle);
+	}
+fail:
+	if (p->drv)
+		for (i = 0; i < p->ndrv; i++)
+			if (p->drv[i].multi)
+				curl_multi_cleanup(p->drv[i].multi);
+	free(p->drv);
+	free(p->eps);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	p = NULL;
+out:
+	if (err)
+		*err = r;
+	return r ? NULL : p;
+}
+
+int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
+{
+	struct endpoint *e;
+	const char *key = NULL;
+	char *auth = NULL;
+	size_t n;
+	int idx;
+
+	if (!p || !ep ||
+	    ep->sz < offsetof(struct myriad_infer_endpoint, window) +
+			     sizeof(ep->window) ||
+	    !ep->base_url || !ep->model || ep->window > 65535 ||
+	    (strncmp(ep->base_url, "http://", 7) &&
+	     strncmp(ep->base_url, "https://", 8)))
+		return -EINVAL;
+	if (ep->api_key_env) {
+		key = getenv(ep->api_key_env);
+		if (!key)
+			return -ENOKEY;
+	}
+	pthread_mutex_lock(&p->lock);
+	idx = (int)atomic_load(&p->neps);
+	if ((unsigned)idx == p->eps_cap) {
+		pthread_mutex_unlock(&p->lock);
+		return -ENOSPC;
+	}
+	e = &p->eps[idx];
+	n = strlen(ep->base_url);
+	while (n && ep->base_url[n - 1] == '/')
+		n--;
+	e->chat_url = malloc(n + 32);
+	e->embed_url = malloc(n + 32);
+	e->model = strdup(ep->model);
+	if (key && asprintf(&auth, "Authorization: Bearer %s", key) < 0)
+		auth = NULL;
+	if (!e->chat_url || !e->embed_url || !e->model || (key && !auth)) {
+		free(e->chat_url);
+		free(e->embed_url);
+		free(e->model);
+		free(auth);
+		memset(e, 0, sizeof(*e));
+		pthread_mutex_unlock(&p->lock);
+		return -ENOMEM;
+	}
+	snprintf(e->chat_url, n + 32, "%.*s/v1/chat/completions", (int)n,
+		 ep->base_url);
+	snprintf(e->embed_url, n + 32, "%.*s/v1/embeddings", (int)n,
+		 ep->base_url);
+	e->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	e->hdrs = curl_slist_append(e->hdrs, "Expect:");
+	if (auth)
+		e->hdrs = curl_slist_append(e->hdrs, auth);
+	free(auth);
+	e->window = ep->window ? ep->window : 64;
+	atomic_init(&e->inflight, 0);
+	atomic_init(&e->cool_until_ns, 0);
+	atomic_store_explicit(&p->neps, (unsigned)idx + 1,
+			      memory_order_release);
+	pthread_mutex_unlock(&p->lock);
+	/* Calls that waited for an endpoint may go now. */
+	for (n = 0; n < p->ndrv; n++)
+		myriad_waker_wake(p->drv[n].waker);
+	return idx;
+}
+
+int myriad_infer_destroy(myriad_infer_t *p)
+{
+	unsigned i;
+
+	if (!p)
+		return -EINVAL;
+	if (cur_worker())
+		return -EDEADLK;
+	for (i = 0; i < p->ndrv; i++) {
+		atomic_store(&p->drv[i].stop, true);
+		myriad_waker_wake(p->drv[i].waker);
+	}
+	for (i = 0; i < p->ndrv; i++) {
+		/* A stopped runtime returns -ESHUTDOWN: nothing runs then. */
+		myriad_handle_join(p->drv[i].handle, NULL, -1);
+		myriad_handle_release(p->drv[i].handle);
+		driver_fini(&p->drv[i]);
+	}
+	for (i = 0; i < atomic_load(&p->neps); i++) {
+		free(p->eps[i].chat_url);
+		free(p->eps[i].embed_url);
+		free(p->eps[i].model);
+		curl_slist_free_all(p->eps[i].hdrs);
+	}
+	free(p->eps);
+	free(p->drv);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	return 0;
+}

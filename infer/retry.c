@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * infer/retry.c: how an attempt ends: the call's result, a retry after
+ * backoff with full jitter, an endpoint's cooldown after a 429, the error.
+ */
+#include <stdio.h>
+
+#include "infer/internal.h"
+
+static const char *curl_why(CURLcode rc)
+{
+	return curl_easy_strerror(rc);
+}
+
+static bool retryable(CURLcode rc, long code)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return code == 408 || code == 409 || code == 429 || code >= 500;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_OPERATION_TIMEDOUT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int final_code(CURLcode rc, struct icall *c)
+{
+	if (c->too_big)
+		return MYRIAD_INFER_ETOOBIG;
+	if (c->bad_body)
+		return MYRIAD_INFER_EBODY;
+	switch (rc) {
+	case CURLE_OK:
+		return MYRIAD_INFER_EHTTP;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	default:
+		return MYRIAD_INFER_ECONNECT;
+	}
+}
+
+/* Backoff with full jitter, at least what the server advised. */
+static void schedule_retry(struct driver *d, struct icall *c)
+{
+	struct myriad_infer *p = d->pool;
+	struct endpoint *e = &p->eps[c->ep];
+	uint64_t ceil = p->o.backoff_base_ns, delay, now = now_ns(), until;
+	unsigned i;
+
+	for (i = 1; i < c->attempts && ceil < p->o.backoff_max_ns; i++)
+		ceil *= 2;
+	if (ceil > p->o.backoff_max_ns)
+		ceil = p->o.backoff_max_ns;
+	delay = rng_next(&d->rng) % (ceil + 1);
+	if (c->retry_after_s >= 0 && (uint64_t)(c->retry_after_s * 1e9) > delay)
+		delay = (uint64_t)(c->retry_after_s * 1e9);
+	if (c->http_status == 429) {
+		/* One cooldown for the whole endpoint. */
+		until = now + delay;
+		/* Released after it spread over the jitter window, as the
+		 * calls that wait for the endpoint are (admit()). */
+		delay += rng_next(&d->rng) % (p->o.cooldown_jitter_ns + 1);
+		uint64_t old = atomic_load_explicit(&e->cool_until_ns,
+						    memory_order_relaxed);
+
+		while (old < until &&
+		       !atomic_compare_exchange_weak_explicit(
+			       &e->cool_until_ns, &old, until,
+			       memory_order_relaxed, memory_order_relaxed))
+			;
+	}
+	if (c->deadline_ns && now + delay >= c->deadline_ns) {
+		call_complete(d, c, -ETIME, "deadline passed before a retry");
+		return;
+	}
+	c->not_before_ns = now + delay;
+	c->resp_len = 0;
+	c->too_big = false;
+	pthread_mutex_lock(&p->lock);
+	q_push(p, c);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
+{
+	long code = 0;
+	int why = atomic_load_explicit(&c->cancel, memory_order_acquire);
+
+	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
+	c->http_status = code;
+	transfer_end(d, c);
+	/* libcurl's replay, refused by on_prereq(): the connection died. */
+	if (rc == CURLE_ABORTED_BY_CALLBACK && c->sends > 1) {
+		rc = CURLE_RECV_ERROR;
+		snprintf(c->err, sizeof(c->err), "%s",
+			 "connection closed before an answer");
+	}
+	if (why) {
+		call_complete(d, c, why, "cancelled");
+		return;
+	}
+	if (rc == CURLE_OK && code >= 200 && code < 300) {
+		if (c->stream) {
+			/* Content came through sbuf; stable from now on. */
+			c->res.content = c->sbuf ? c->sbuf : "";
+			c->res.content_len = c->slen;
+			call_complete(d, c, c->sdone ? 0 : MYRIAD_INFER_EBODY,
+				      c->sdone ? NULL
+					       : "stream ended without [DONE]");
+			return;
+		}
+		/*
+		 * Parsed by the task when it collects the result (settle()),
+		 * on its own thread: the tree is then allocated and freed
+		 * (myriad_infer_release()) in one malloc arena, not made here
+		 * and freed on another worker under the arena's lock, and the
+		 * driver, which refills the window, does less.
+		 */
+		c->parse_pending = true;
+		call_complete(d, c, 0, NULL);
+		return;
+	}
+	/* A stream that delivered content cannot be replayed. */
+	if (!c->too_big && !c->bad_body && retryable(rc, code) && !c->slen &&
+	    c->attempts <= d->pool->o.max_retries) {
+		schedule_retry(d, c);
+		return;
+	}
+	if (rc == CURLE_OPERATION_TIMEDOUT && c->deadline_ns &&
+	    now_ns() + 1000000u >= c->deadline_ns) {
+		call_complete(d, c, -ETIME, "deadline passed");
+		return;
+	}
+	if (rc == CURLE_OK)
+		snprintf(c->err, sizeof(c->err), "HTTP status %ld", code);
+	else if (c->too_big)
+		snprintf(c->err, sizeof(c->err),
+			 "response larger than %zu bytes",
+			 d->pool->o.max_response);
+	else if (c->bad_body)
+		; /* sse_parse() said what */
+	else
+		snprintf(c->err, sizeof(c->err), "%s", curl_why(rc));
+	call_complete(d, c, final_code(rc, c), NULL);
+}
