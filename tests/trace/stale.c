@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/trace/stale.c: /dev/shm/myriad.<pid>.<n> files left by a process
- * that was killed (bpf/shm_stale.c), and myriad-trace facing them.
+ * that was killed (base/shm_stale.c), and myriad-trace facing them.
  *
  *   test-trace-stale --trace PATH --target PATH
  *
@@ -23,8 +23,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "base/shm_stale.h"
 #include "helpers.h"
-#include "shm_stale.h"
 #include <myriad/stats.h>
 
 static const char *arg(int argc, char **argv, const char *name,
