@@ -2,7 +2,8 @@
 /*
  * bpf/sched_signals.h: the structs that the probe (sched_signals.bpf.c) and
  * user space (signals_bpf.c) both see: per-worker records in mmapable maps.
- * The step word and the limits are the signals interface's (sig_shared.h).
+ * The step word and the limits are the signals interface's
+ * (signals/sig_shared.h).
  */
 #ifndef MYRIAD_SCHED_SIGNALS_H
 #define MYRIAD_SCHED_SIGNALS_H
