@@ -25,18 +25,8 @@
 
 #include "base/shm_stale.h"
 #include "helpers.h"
+#include "trace_test.h"
 #include <myriad/stats.h>
-
-static const char *arg(int argc, char **argv, const char *name,
-		       const char *dflt)
-{
-	int i;
-
-	for (i = 1; i + 1 < argc; i++)
-		if (!strcmp(argv[i], name))
-			return argv[i + 1];
-	return dflt;
-}
 
 /* A pid that was ours a moment ago and is gone (reaped). */
 static pid_t dead_pid(void)
