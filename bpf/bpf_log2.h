@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bpf/bpf_log2.h: floor(log2(v)) for log2 histograms, shared by the BPF
- * programs (bpf/sched_signals.bpf.c, tools/myriad-trace/trace.bpf.c); a
- * fixed sequence of shifts, which the verifier accepts without loops.
+ * programs (sched_signals.bpf.c, trace.bpf.c); a fixed sequence of shifts,
+ * which the verifier accepts without loops.
  */
 #ifndef MYRIAD_BPF_LOG2_H
 #define MYRIAD_BPF_LOG2_H

@@ -176,47 +176,15 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev,
 	return 0;
 }
 
-static __always_inline int wakeup(struct task_struct *p)
+/* The record of a wakeup's or migration's task (wakeup.bpf.h). */
+static __always_inline struct sig_worker *wake_rec(struct task_struct *p)
 {
-	struct sig_worker *w;
 	__u32 idx = 0;
 
-	w = worker_of(p, &idx);
-	if (!w)
-		return 0;
-	w->wakeups++;
-	/*
-	 * A wakeup that finds the thread still on a CPU (woken before its
-	 * schedule() finished) starts no wait; the next switch-out resets
-	 * wake_ts anyway, so a stale one cannot leak into a later sleep.
-	 */
-	if (!w->on_cpu && !w->wake_ts)
-		w->wake_ts = bpf_ktime_get_ns();
-	return 0;
+	return worker_of(p, &idx);
 }
 
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(on_wakeup, struct task_struct *p)
-{
-	return wakeup(p);
-}
-
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(on_wakeup_new, struct task_struct *p)
-{
-	return wakeup(p);
-}
-
-SEC("tp_btf/sched_migrate_task")
-int BPF_PROG(on_migrate, struct task_struct *p, int dest_cpu)
-{
-	struct sig_worker *w;
-	__u32 idx = 0;
-
-	w = worker_of(p, &idx);
-	if (!w)
-		return 0;
-	w->migrations++;
-	w->cpu = (__u32)dest_cpu;
-	return 0;
-}
+#define WAKE_REC struct sig_worker
+#define WAKE_COUNT(w) ((w)->wakeups++)
+#define MIGRATE_COUNT(w) ((w)->migrations++)
+#include "wakeup.bpf.h"

@@ -2,21 +2,13 @@
 /*
  * bpf/sched_signals.h: the structs that the probe (sched_signals.bpf.c) and
  * user space (signals_bpf.c) both see: per-worker records in mmapable maps.
+ * The step word and the limits are the signals interface's
+ * (signals/sig_shared.h).
  */
 #ifndef MYRIAD_SCHED_SIGNALS_H
 #define MYRIAD_SCHED_SIGNALS_H
 
-/* The probe gets __u32/__u64 from vmlinux.h, user space from here. */
-#ifndef __VMLINUX_H__
-#include <linux/types.h>
-#endif
-
-/* Compile-time knobs; the maps are sized to the workers at load time. */
-#ifndef SIG_MAX_WORKERS
-#define SIG_MAX_WORKERS 1024
-#endif
-#define SIG_HIST_BUCKETS 32 /* log2 of ns: bucket b is [2^b, 2^(b+1)) */
-#define SIG_BLOCK_RING 16   /* the last blocking events per worker */
+#include "signals/sig_shared.h" /* the limits, struct sig_step */
 
 /*
  * One blocking event: a worker switched out in a sleeping state while a
@@ -73,26 +65,7 @@ struct sig_worker {
 	struct sig_block ring[SIG_BLOCK_RING];
 } __attribute__((aligned(64)));
 
-/*
- * Per worker, written by user space only (the worker itself), read by the
- * probe when the worker switches out. The probe runs on the worker's own
- * CPU in the worker's own context at switch-out, so it sees the worker's
- * stores in program order: 'active' is set last, and the fields it reads
- * then are whole. The /proc source reads the word from another thread, so
- * 'seq' is a seqlock as well: odd while a step is being published, even
- * once it is (steps begun = seq / 2). See sig_step_begin() in signals.h.
- */
-struct sig_step {
-	__u64 active;
-	__u64 task_id;
-	__u64 fn;
-	__u64 start_ns;
-	__u64 seq;
-	__u64 pad[3];
-} __attribute__((aligned(64)));
-
 _Static_assert(sizeof(struct sig_block) == 64, "one event per cache line");
 _Static_assert(sizeof(struct sig_worker) % 64 == 0, "cache-line padded");
-_Static_assert(sizeof(struct sig_step) == 64, "one cache line per worker");
 
 #endif

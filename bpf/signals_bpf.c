@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <linux/capability.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +15,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "signals_impl.h"
+#include "log_capture.h"
+#include "sched_signals.h"
 #include "sched_signals.skel.h"
+#include "signals/signals_impl.h"
 
 #ifndef CAP_PERFMON
 #define CAP_PERFMON 38
@@ -33,50 +34,6 @@ struct bpf_src {
 	size_t steps_len;
 	int stats_fd, workers_fd;
 };
-
-/*
- * libbpf's messages. libbpf_set_print() is process-wide: we install our
- * printer only around our own libbpf calls (serialised by log_lock) and
- * put the previous one back, so that they land in the signals' log and
- * never on stderr, and an application's own libbpf use is left alone.
- */
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_buf[4096];
-static size_t log_len;
-static libbpf_print_fn_t log_prev;
-
-static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	int r;
-
-	if (level == LIBBPF_DEBUG || log_len >= sizeof(log_buf) - 1)
-		return 0;
-	r = vsnprintf(log_buf + log_len, sizeof(log_buf) - log_len, fmt, ap);
-	if (r > 0)
-		log_len += (size_t)r;
-	if (log_len > sizeof(log_buf) - 1)
-		log_len = sizeof(log_buf) - 1;
-	return 0;
-}
-
-static void capture_begin(void)
-{
-	pthread_mutex_lock(&log_lock);
-	log_len = 0;
-	log_buf[0] = '\0';
-	log_prev = libbpf_set_print(log_print);
-}
-
-/* Hands the messages to 's' (or drops them), restores the printer. */
-static void capture_end(struct signals *s)
-{
-	libbpf_set_print(log_prev);
-	if (s && log_len) {
-		free(s->log);
-		s->log = strdup(log_buf);
-	}
-	pthread_mutex_unlock(&log_lock);
-}
 
 /* Root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN implies both). */
 static int privileged(void)
@@ -112,9 +69,9 @@ static void bpf_close(struct signals *s)
 	if (s->steps && (void *)s->steps != MAP_FAILED)
 		munmap(s->steps, b->steps_len);
 	s->steps = NULL;
-	capture_begin();
+	log_capture_begin();
 	sched_signals_bpf__destroy(b->skel);
-	capture_end(NULL);
+	log_capture_end(NULL);
 	free(b);
 	s->priv = NULL;
 }
@@ -135,7 +92,7 @@ static int bpf_open(struct signals *s)
 	if (!b)
 		return -ENOMEM;
 	s->priv = b;
-	capture_begin();
+	log_capture_begin();
 	what = "open";
 	skel = sched_signals_bpf__open();
 	if (!skel) {
@@ -180,12 +137,12 @@ static int bpf_open(struct signals *s)
 	r = sched_signals_bpf__attach(skel);
 	if (r)
 		goto err;
-	capture_end(s);
+	log_capture_end(&s->log);
 	return 0;
 err:
 	if (r > 0)
 		r = -r;
-	capture_end(s);
+	log_capture_end(&s->log);
 	snprintf(s->error, sizeof(s->error), "eBPF: %s: %s", what,
 		 strerror(-r));
 	bpf_close(s);

@@ -20,7 +20,8 @@
 #include "probes.h"
 #include "futex.h"
 #include "io/io.h"
-#include "bpf/signals.h"
+#include "base/shm_stale.h"
+#include "signals/signals.h"
 
 /* ---- how many workers ---- */
 
@@ -362,7 +363,7 @@ static void shm_open_rt(struct myriad_rt *rt)
 	unsigned i;
 	int fd;
 
-	/* Files left by killed processes (bpf/shm_stale.h). */
+	/* Files left by killed processes (base/shm_stale.h). */
 	shm_sweep_stale();
 	snprintf(rt->shm_name, sizeof(rt->shm_name), "/myriad.%d.%u",
 		 (int)getpid(), atomic_fetch_add(&shm_seq, 1));

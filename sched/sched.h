@@ -316,7 +316,7 @@ struct myriad_rt {
 	bool oarena_ok;
 	_Atomic int64_t oallocs, ofrees;
 
-	/* Scheduler signals (bpf/signals.h), or NULL; /proc's poller. */
+	/* Scheduler signals (signals/signals.h), or NULL; /proc's poller. */
 	struct signals *sig;
 	pthread_t sig_poller;
 	bool sig_poller_ok;

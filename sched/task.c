@@ -10,7 +10,7 @@
 
 #include "sched.h"
 #include "probes.h"
-#include "bpf/signals.h"
+#include "signals/signals.h"
 #include "futex.h"
 #include "io/io.h"
 

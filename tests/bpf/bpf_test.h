@@ -11,7 +11,7 @@
 #include <sys/syscall.h>
 
 #include "helpers.h"
-#include "signals.h"
+#include "signals/signals.h"
 
 static inline pid_t t_gettid(void)
 {

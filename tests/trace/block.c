@@ -23,17 +23,7 @@
 #include <jansson.h>
 
 #include "helpers.h"
-
-static const char *arg(int argc, char **argv, const char *name,
-		       const char *dflt)
-{
-	int i;
-
-	for (i = 1; i + 1 < argc; i++)
-		if (!strcmp(argv[i], name))
-			return argv[i + 1];
-	return dflt;
-}
+#include "trace_test.h"
 
 static pid_t target_pid;
 static int target_in = -1; /* closing it ends the target */

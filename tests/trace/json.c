@@ -38,6 +38,7 @@
 #include <jansson.h>
 
 #include "helpers.h"
+#include "trace_test.h"
 #include <myriad/stats.h>
 
 #define MAXW 64
@@ -128,17 +129,6 @@ static bool at(double t, unsigned w, bool preempt, double *out, double *gap)
 		return true;
 	}
 	return false;
-}
-
-static const char *arg(int argc, char **argv, const char *name,
-		       const char *dflt)
-{
-	int i;
-
-	for (i = 1; i + 1 < argc; i++)
-		if (!strcmp(argv[i], name))
-			return argv[i + 1];
-	return dflt;
 }
 
 static pid_t start_bench(const char *bench, const char *workers)

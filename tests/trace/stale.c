@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/trace/stale.c: /dev/shm/myriad.<pid>.<n> files left by a process
- * that was killed (bpf/shm_stale.c), and myriad-trace facing them.
+ * that was killed (base/shm_stale.c), and myriad-trace facing them.
  *
  *   test-trace-stale --trace PATH --target PATH
  *
@@ -23,20 +23,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "base/shm_stale.h"
 #include "helpers.h"
-#include "shm_stale.h"
+#include "trace_test.h"
 #include <myriad/stats.h>
-
-static const char *arg(int argc, char **argv, const char *name,
-		       const char *dflt)
-{
-	int i;
-
-	for (i = 1; i + 1 < argc; i++)
-		if (!strcmp(argv[i], name))
-			return argv[i + 1];
-	return dflt;
-}
 
 /* A pid that was ours a moment ago and is gone (reaped). */
 static pid_t dead_pid(void)

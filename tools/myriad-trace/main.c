@@ -102,6 +102,25 @@ struct state {
 	struct trace_blk_ctrs bc; /* the probes' counters at the last drain */
 };
 
+static uint64_t ld(const __u64 *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+/* Overwrite the runtime counters and scheduler fields of 'c' from 'r'. */
+static void bpf_read(const struct trace_row *r, struct counts *c)
+{
+	c->run = ld(&r->run);
+	c->steals = ld(&r->stolen);
+	c->parks = ld(&r->parks);
+	c->wakes = ld(&r->wakes);
+	c->preempt = ld(&r->preempt);
+	c->rq_delay_ns = ld(&r->rq_delay_ns);
+	if (__atomic_load_n(&r->seen, __ATOMIC_RELAXED))
+		c->cpu = (int)__atomic_load_n(&r->cpu, __ATOMIC_RELAXED);
+	c->have |= HAVE_CTRS | HAVE_SCHED;
+}
+
 /* The counts of worker 'w' now: shm and /proc, then eBPF over them. */
 static int sample(struct state *s, struct worker *w, struct counts *c)
 {
@@ -112,7 +131,7 @@ static int sample(struct state *s, struct worker *w, struct counts *c)
 	if (s->bpf) {
 		uint64_t oncpu = c->oncpu_ns;
 
-		tbpf_read(s->bpf, w->row, c);
+		bpf_read(tbpf_row(s->bpf, w->row), c);
 		c->oncpu_ns = oncpu; /* schedstat's: exact in both sources */
 	}
 	return 0;
@@ -359,7 +378,8 @@ int main(int argc, char **argv)
 	if (no_bpf)
 		snprintf(why, sizeof(why), "eBPF not tried (--no-bpf)");
 	else
-		s.bpf = tbpf_open(&s.t, (uint64_t)(block_min_ms * 1e6), why,
+		s.bpf = tbpf_open(s.t.pid, s.t.lib, s.t.lib_deleted,
+				  (uint64_t)(block_min_ms * 1e6), why,
 				  sizeof(why));
 	s.blk.avail = s.bpf != NULL;
 	s.blk.min_ms = block_min_ms;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tools/myriad-trace/mtrace.h: the tool's parts: the target process and
- * its worker threads (target.c), the eBPF source (trace_bpf.c), the text
- * and JSON output (output.c); step symbols are in symbols.h.
+ * its worker threads (target.c), the text and JSON output (output.c); the
+ * eBPF source is bpf/trace_loader.h, step symbols are in symbols.h.
  */
 #ifndef MYRIAD_MTRACE_H
 #define MYRIAD_MTRACE_H
@@ -14,8 +14,8 @@
 
 #include <myriad/stats.h>
 
+#include "bpf/trace_loader.h" /* the eBPF source, struct trace_* */
 #include "symbols.h"
-#include "trace.h"
 
 #define MT_MAX_SHM 16	   /* runtimes (shm files) followed in one process */
 #define MT_MAX_BLOCKS 1000 /* blocking events listed per interval */
@@ -103,48 +103,6 @@ int target_scan(struct target *t);
  */
 int target_read(const struct target *t, const struct worker *w,
 		struct counts *c);
-
-/* ---- the eBPF source (trace_bpf.c) ---- */
-
-struct tbpf;
-
-/*
- * Load the probes for process 't->pid' and attach them: the USDT probes of
- * 't->lib' (or the executable when no libmyriad is mapped) and the
- * scheduler's tracepoints. Blocking events shorter than 'block_min_ns'
- * are only counted. Returns the source or NULL, with the reason in 'why'.
- * libbpf's messages go to its log (tbpf_log), never to stderr.
- */
-struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
-		       size_t len);
-
-/* Follow worker thread 'tid' in row 'row'. Returns 0 or -errno. */
-int tbpf_add(struct tbpf *b, pid_t tid, unsigned row);
-
-/* Overwrite the runtime counters and scheduler fields of 'c' from 'row'. */
-void tbpf_read(const struct tbpf *b, unsigned row, struct counts *c);
-
-/* The histograms so far (a copy). */
-void tbpf_hists(const struct tbpf *b, struct trace_hists *h);
-
-typedef void (*tbpf_block_fn)(const struct trace_block *e, void *arg);
-
-/*
- * Hand every blocking event the probes sent since the last call to 'cb'
- * (on this thread, before it returns). Returns 0 or -errno.
- */
-int tbpf_blocks(struct tbpf *b, tbpf_block_fn cb, void *arg);
-
-/* The blocking counters since attach. */
-void tbpf_blk_ctrs(const struct tbpf *b, struct trace_blk_ctrs *c);
-
-/* Which optional probes were not found, e.g. "io_submit offload_end". */
-const char *tbpf_missing(const struct tbpf *b);
-
-/* libbpf's warnings from tbpf_open, for --verbose; may be "". */
-const char *tbpf_log(void);
-
-void tbpf_close(struct tbpf *b);
 
 /* ---- output (output.c) ---- */
 

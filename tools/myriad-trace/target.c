@@ -15,29 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bpf/shm_stale.h"
+#include "base/read_text.h"
+#include "base/shm_stale.h"
 #include "mtrace.h"
-
-static int read_file(const char *path, char *buf, size_t len)
-{
-	ssize_t r;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	do
-		r = read(fd, buf, len - 1);
-	while (r < 0 && errno == EINTR);
-	if (r < 0) {
-		r = -errno;
-		close(fd);
-		return (int)r;
-	}
-	close(fd);
-	buf[r] = '\0';
-	return (int)r;
-}
 
 /* "Name:\tvalue" in a status file: the value, or -1. */
 static long long status_field(const char *buf, const char *name)
@@ -227,7 +207,7 @@ int target_open(struct target *t, pid_t pid, char *why, size_t len)
 		return -EINVAL;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	r = read_file(path, buf, sizeof(buf));
+	r = read_text(path, buf, sizeof(buf));
 	if (r < 0) {
 		snprintf(why, len, "no process %d", (int)pid);
 		return -ESRCH;
@@ -320,7 +300,7 @@ int target_alive(const struct target *t)
 	if (kill(t->pid, 0) < 0 && errno == ESRCH)
 		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)t->pid);
-	if (read_file(path, buf, sizeof(buf)) < 0)
+	if (read_text(path, buf, sizeof(buf)) < 0)
 		return 0;
 	p = strrchr(buf, ')');
 	return !(p && (p[2] == 'Z' || p[2] == 'X'));
@@ -384,7 +364,7 @@ int target_scan(struct target *t)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/comm",
 			 (int)t->pid, (int)tid);
-		if (read_file(path, comm, sizeof(comm)) < 0)
+		if (read_text(path, comm, sizeof(comm)) < 0)
 			continue;
 		/* Workers name themselves myriad-w<N> (sched/worker.c). */
 		if (sscanf(comm, "myriad-w%u", &idx) != 1)
@@ -475,7 +455,7 @@ int target_read(const struct target *t, const struct worker *w,
 	/* schedstat: on-CPU ns, run-queue wait ns, timeslices. */
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)t->pid,
 		 (int)w->tid);
-	r = read_file(path, buf, sizeof(buf));
+	r = read_text(path, buf, sizeof(buf));
 	if (r < 0)
 		return r == -ENOENT ? -ESRCH : r;
 	if (sscanf(buf, "%llu %llu", &exec_ns, &delay_ns) != 2)
@@ -484,7 +464,7 @@ int target_read(const struct target *t, const struct worker *w,
 	c->rq_delay_ns = delay_ns;
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)t->pid,
 		 (int)w->tid);
-	r = read_file(path, buf, sizeof(buf));
+	r = read_text(path, buf, sizeof(buf));
 	if (r < 0)
 		return r == -ENOENT ? -ESRCH : r;
 	v = status_field(buf, "nonvoluntary_ctxt_switches");
@@ -493,7 +473,7 @@ int target_read(const struct target *t, const struct worker *w,
 	/* stat: the CPU it last ran on is field 39, after the ")". */
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)t->pid,
 		 (int)w->tid);
-	r = read_file(path, buf, sizeof(buf));
+	r = read_text(path, buf, sizeof(buf));
 	if (r < 0)
 		return r == -ENOENT ? -ESRCH : r;
 	p = strrchr(buf, ')');

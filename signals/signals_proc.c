@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bpf/signals_proc.c: the /proc source, for when eBPF does not load: each
- * worker's schedstat, status, stat and sched files, read at the period.
+ * signals/signals_proc.c: the /proc source, for when eBPF does not load:
+ * each worker's schedstat, status, stat and sched files, read at the period.
  */
 #include <errno.h>
 #include <fcntl.h>

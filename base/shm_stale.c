@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bpf/shm_stale.c: stale /dev/shm/myriad.<pid>.<n> files (their process
+ * base/shm_stale.c: stale /dev/shm/myriad.<pid>.<n> files (their process
  * was killed): tell them from live ones, and remove them.
  */
 #include <dirent.h>
@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "read_text.h"
 #include "shm_stale.h"
 
 static int64_t clock_ns(clockid_t clk)
@@ -29,23 +30,12 @@ int shm_proc_start(pid_t pid, int64_t *real_ns)
 	unsigned long long ticks;
 	const char *p;
 	long hz = sysconf(_SC_CLK_TCK);
-	ssize_t r;
-	int fd, field;
+	int r, field;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	do
-		r = read(fd, buf, sizeof(buf) - 1);
-	while (r < 0 && errno == EINTR);
-	if (r < 0) {
-		r = -errno;
-		close(fd);
-		return (int)r;
-	}
-	close(fd);
-	buf[r] = '\0';
+	r = read_text(path, buf, sizeof(buf));
+	if (r < 0)
+		return r == -ENOENT ? -ESRCH : r;
 	/* The name in parentheses may hold spaces and ')': after the last. */
 	p = strrchr(buf, ')');
 	if (!p || hz <= 0)

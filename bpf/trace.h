@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tools/myriad-trace/trace.h: the records that the probes (trace.bpf.c) and
- * the tool (trace_bpf.c) both see: per worker thread, the histograms, and
+ * bpf/trace.h: the records that myriad-trace's probes (trace.bpf.c) and its
+ * loader (trace_loader.c) both see: per worker thread, the histograms, and
  * the blocking events.
  */
 #ifndef MYRIAD_TRACE_H

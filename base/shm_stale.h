@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bpf/shm_stale.h: /dev/shm/myriad.<pid>.<n> files left behind by a
+ * base/shm_stale.h: /dev/shm/myriad.<pid>.<n> files left behind by a
  * process that was killed before myriad_rt_destroy() removed them: how to
  * tell them from a live process's, and the sweep. Internal.
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bpf/signals_impl.h: the internal interface that both signal sources
- * implement (signals_bpf.c, signals_proc.c), and what signals.c shares.
+ * signals/signals_impl.h: the internal interface that both signal sources
+ * implement (bpf/signals_bpf.c, signals_proc.c), and what signals.c shares.
  */
 #ifndef MYRIAD_SIGNALS_IMPL_H
 #define MYRIAD_SIGNALS_IMPL_H

@@ -1,24 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tools/myriad-trace/trace_bpf.c: the eBPF source: loads trace.bpf.c through
+ * bpf/trace_loader.c: myriad-trace's eBPF source: loads trace.bpf.c through
  * its skeleton, attaches the USDT probes to the target's libmyriad and the
  * scheduler's tracepoints, and reads the rows and histograms and drains the
  * blocking events.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mtrace.h"
+#include "trace_loader.h"
 
 #if MYRIAD_TRACE_BPF
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "log_capture.h"
 #include "trace.skel.h"
 
 /* The USDT probes; the first five are needed for the table. */
@@ -35,27 +35,12 @@ struct tbpf {
 	int rows_fd;
 };
 
-/* libbpf's messages: kept for --verbose, never printed on their own. */
-static char log_buf[8192];
-static size_t log_len;
-
-static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	int r;
-
-	if (level == LIBBPF_DEBUG || log_len >= sizeof(log_buf) - 1)
-		return 0;
-	r = vsnprintf(log_buf + log_len, sizeof(log_buf) - log_len, fmt, ap);
-	if (r > 0)
-		log_len += (size_t)r;
-	if (log_len > sizeof(log_buf) - 1)
-		log_len = sizeof(log_buf) - 1;
-	return 0;
-}
+/* libbpf's messages from tbpf_open: kept for --verbose, never printed. */
+static char *trace_log;
 
 const char *tbpf_log(void)
 {
-	return log_buf;
+	return trace_log ? trace_log : "";
 }
 
 /*
@@ -63,15 +48,15 @@ const char *tbpf_log(void)
  * target's maps when it is the same file here (same mount namespace),
  * else the same path under /proc/PID/root.
  */
-static int probe_binary(const struct target *t, char *out, size_t len,
-			char *why, size_t wlen)
+static int probe_binary(pid_t pid, const char *lib, bool lib_deleted, char *out,
+			size_t len, char *why, size_t wlen)
 {
 	char path[64];
 	struct stat a, b;
 
-	if (!t->lib[0]) {
+	if (!lib[0]) {
 		/* No libmyriad mapped: a static build, probes in the exe. */
-		snprintf(path, sizeof(path), "/proc/%d/exe", (int)t->pid);
+		snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
 		if (realpath(path, out) == NULL) {
 			snprintf(why, wlen, "cannot resolve %s: %s", path,
 				 strerror(errno));
@@ -79,17 +64,17 @@ static int probe_binary(const struct target *t, char *out, size_t len,
 		}
 		return 0;
 	}
-	if (t->lib_deleted) {
+	if (lib_deleted) {
 		snprintf(why, wlen,
 			 "the libmyriad the process runs was replaced or "
 			 "removed since it started (%s (deleted))",
-			 t->lib);
+			 lib);
 		return -ENOENT;
 	}
-	snprintf(out, len, "/proc/%d/root%s", (int)t->pid, t->lib);
-	if (stat(out, &a) == 0 && stat(t->lib, &b) == 0 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-		snprintf(out, len, "%s", t->lib);
+	snprintf(out, len, "/proc/%d/root%s", (int)pid, lib);
+	if (stat(out, &a) == 0 && stat(lib, &b) == 0 && a.st_dev == b.st_dev &&
+	    a.st_ino == b.st_ino)
+		snprintf(out, len, "%s", lib);
 	return 0;
 }
 
@@ -105,8 +90,8 @@ static int on_block(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
-		       size_t len)
+struct tbpf *tbpf_open(pid_t pid, const char *lib, bool lib_deleted,
+		       uint64_t block_min_ns, char *why, size_t len)
 {
 	static const char *const names[NPROBES] = {
 		"run",		 "run_done",	"steal",     "park",
@@ -116,7 +101,6 @@ struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
 	struct bpf_program *progs[NPROBES];
 	char bin[4200];
 	struct tbpf *b;
-	libbpf_print_fn_t prev;
 	size_t l;
 	int i, err;
 
@@ -125,8 +109,8 @@ struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
 		snprintf(why, len, "out of memory");
 		return NULL;
 	}
-	prev = libbpf_set_print(log_print);
-	err = probe_binary(t, bin, sizeof(bin), why, len);
+	log_capture_begin();
+	err = probe_binary(pid, lib, lib_deleted, bin, sizeof(bin), why, len);
 	if (err)
 		goto err;
 	b->skel = trace_bpf__open();
@@ -136,7 +120,7 @@ struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
 			 strerror(-err));
 		goto err;
 	}
-	b->skel->rodata->tgid = (__u32)t->pid;
+	b->skel->rodata->tgid = (__u32)pid;
 	b->skel->rodata->block_min_ns = block_min_ns;
 	err = trace_bpf__load(b->skel);
 	if (err) {
@@ -175,7 +159,7 @@ struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
 	progs[9] = b->skel->progs.on_offload_end;
 	for (i = 0; i < NPROBES; i++) {
 		b->links[i] = bpf_program__attach_usdt(
-			progs[i], t->pid, bin, "myriad", names[i], NULL);
+			progs[i], pid, bin, "myriad", names[i], NULL);
 		if (b->links[i])
 			continue;
 		err = -errno;
@@ -193,10 +177,10 @@ struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
 		snprintf(b->missing + l, sizeof(b->missing) - l, "%s%s",
 			 l ? " " : "", names[i]);
 	}
-	libbpf_set_print(prev);
+	log_capture_end(&trace_log);
 	return b;
 err:
-	libbpf_set_print(prev);
+	log_capture_end(&trace_log);
 	tbpf_close(b);
 	return NULL;
 }
@@ -215,24 +199,14 @@ int tbpf_add(struct tbpf *b, pid_t tid, unsigned row)
 	return 0;
 }
 
+const struct trace_row *tbpf_row(const struct tbpf *b, unsigned row)
+{
+	return &b->skel->bss->trace_rows[row];
+}
+
 static uint64_t ld(const __u64 *p)
 {
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
-}
-
-void tbpf_read(const struct tbpf *b, unsigned row, struct counts *c)
-{
-	const struct trace_row *r = &b->skel->bss->trace_rows[row];
-
-	c->run = ld(&r->run);
-	c->steals = ld(&r->stolen);
-	c->parks = ld(&r->parks);
-	c->wakes = ld(&r->wakes);
-	c->preempt = ld(&r->preempt);
-	c->rq_delay_ns = ld(&r->rq_delay_ns);
-	if (__atomic_load_n(&r->seen, __ATOMIC_RELAXED))
-		c->cpu = (int)__atomic_load_n(&r->cpu, __ATOMIC_RELAXED);
-	c->have |= HAVE_CTRS | HAVE_SCHED;
 }
 
 void tbpf_hists(const struct tbpf *b, struct trace_hists *h)
@@ -300,10 +274,12 @@ const char *tbpf_log(void)
 	return "";
 }
 
-struct tbpf *tbpf_open(const struct target *t, uint64_t block_min_ns, char *why,
-		       size_t len)
+struct tbpf *tbpf_open(pid_t pid, const char *lib, bool lib_deleted,
+		       uint64_t block_min_ns, char *why, size_t len)
 {
-	(void)t;
+	(void)pid;
+	(void)lib;
+	(void)lib_deleted;
 	(void)block_min_ns;
 	snprintf(why, len,
 		 "eBPF: myriad-trace was built without the probes (clang, "
@@ -316,8 +292,9 @@ int tbpf_add(struct tbpf *b, pid_t tid, unsigned row)
 	return -ENOTSUP;
 }
 
-void tbpf_read(const struct tbpf *b, unsigned row, struct counts *c)
+const struct trace_row *tbpf_row(const struct tbpf *b, unsigned row)
 {
+	return NULL;
 }
 
 void tbpf_hists(const struct tbpf *b, struct trace_hists *h)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bpf/signals.c: the signals interface: picks the source (eBPF, else
+ * signals/signals.c: the signals interface: picks the source (eBPF, else
  * /proc), the step words, the poll period, and the cgroup's cpu.stat; and
  * myriad_symbol_name(), to name the step functions of blocking events.
  */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tools/myriad-trace/trace.bpf.c: the runtime's USDT probes (provider
- * myriad) and the scheduler's tracepoints, per worker thread of one process.
+ * bpf/trace.bpf.c: myriad-trace's probes: the runtime's USDT probes
+ * (provider myriad) and the scheduler's tracepoints, per worker thread of
+ * one process.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -316,40 +317,12 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev,
 	return 0;
 }
 
-static __always_inline int wakeup(struct task_struct *p)
-{
-	struct trace_row *r = row_of_task(p);
-
-	/*
-	 * A wakeup that finds the thread still on its CPU (woken before its
-	 * schedule() finished) starts no wait.
-	 */
-	if (r && !r->on_cpu && !r->wake_ts)
-		r->wake_ts = bpf_ktime_get_ns();
-	return 0;
-}
-
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(on_wakeup, struct task_struct *p)
-{
-	return wakeup(p);
-}
-
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(on_wakeup_new, struct task_struct *p)
-{
-	return wakeup(p);
-}
-
-SEC("tp_btf/sched_migrate_task")
-int BPF_PROG(on_migrate, struct task_struct *p, int dest_cpu)
-{
-	struct trace_row *r = row_of_task(p);
-
-	if (r)
-		r->cpu = (__u32)dest_cpu;
-	return 0;
-}
+/* Wakeups and migrations count nothing here (wakeup.bpf.h). */
+#define WAKE_REC struct trace_row
+#define wake_rec(p) row_of_task(p)
+#define WAKE_COUNT(r) ((void)0)
+#define MIGRATE_COUNT(r) ((void)0)
+#include "wakeup.bpf.h"
 
 /*
  * A thread of the target exits: a worker that leaves inside a step (its

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bpf/signals.h: what the kernel does to the worker threads, from one of
- * two sources: eBPF probes when they load, else /proc (coarser). Internal.
+ * signals/signals.h: what the kernel does to the worker threads, from one
+ * of two sources: eBPF probes when they load (bpf/signals_bpf.c), else /proc
+ * (signals_proc.c, coarser). Internal.
  *
  * Fields and sources (B: eBPF, exact, per event; P: /proc, refreshed by
  * signals_poll() at its period, default 10 ms; every counter counts from
@@ -35,8 +36,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sched_signals.h"
-#include "shm_stale.h" /* shm_sweep_stale(), before making the shm file */
+#include "sig_shared.h"
 
 /* signals_source() */
 #define SIGNALS_BPF 1
