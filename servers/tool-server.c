@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench/servers/tool-server.c: the tool server of the `agents` benchmark
+ * servers/tool-server.c: the tool server of the `agents` benchmark
  * step: a line protocol over TCP with keep-alive. A request is one line
  * ending in '\n' (at most 1 KiB with it); after --tool-ms it is answered
  * with "ok <the line without its newline>\n". The line "STATS" is

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench/servers/srv.h: what the mock servers and the load generator share,
+ * servers/srv.h: what the mock servers and the load generator share,
  * header-only so that each program still builds alone with `cc -O2 -o X X.c`:
  * a monotonic clock, a timer min-heap, epoll waits to the nanosecond,
  * listening sockets, the descriptor limit, option parsing and a PRNG.
@@ -10,8 +10,8 @@
  * each of them and must not share (or be slowed by) the scheduler under
  * test.
  */
-#ifndef BENCH_SERVERS_SRV_H
-#define BENCH_SERVERS_SRV_H
+#ifndef SERVERS_SRV_H
+#define SERVERS_SRV_H
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

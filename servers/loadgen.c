@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench/servers/loadgen.c: a closed-loop load generator for the mock
+ * servers/loadgen.c: a closed-loop load generator for the mock
  * servers: C keep-alive connections, each with one request in flight, a
  * new one sent as soon as the answer is read; requests per second and
  * latency over a measured window after a warm-up. Plain epoll, like the

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench/servers/llm-server.c: a mock OpenAI-compatible inference server for
+ * servers/llm-server.c: a mock OpenAI-compatible inference server for
  * the `agents` benchmark and the inference client's tests: chat completions
  * (also streamed as server-sent events), embeddings, a GPU-like limit of
  * requests in service at once with a FIFO (or 429) behind it, and fault
