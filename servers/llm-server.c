@@ -10,8 +10,9 @@
  * driving epoll_pwait2's timeout. Not built on myriad on purpose: the
  * server is the fixed ground that every runtime under comparison (myriad,
  * Go, Tokio) is measured against, so it must behave the same for all of
- * them and must not share the scheduler being measured. Only libc:
- *   cc -O2 -o llm-server llm-server.c
+ * them and must not share the scheduler being measured. libc, and
+ * jansson for the request bodies:
+ *   cc -O2 -o llm-server llm-server.c -ljansson
  *
  * The batch is simulated in virtual time: a slot freed by a request whose
  * service ended at time D starts the next queued request at D, not at the
@@ -22,6 +23,7 @@
  */
 #include "srv.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <strings.h>
 #include <sys/uio.h>
@@ -187,6 +189,8 @@ static struct {
 	unsigned malformed_turn;
 	char *scratch;
 	size_t scap;
+	char *enc; /* a request's value as JSON text (j_text) */
+	size_t ecap;
 } L;
 
 static char tag_listen, tag_signal;
@@ -590,222 +594,6 @@ static void reply_500(struct conn *c)
 		    0);
 }
 
-/* ---- JSON, minimally: validate, walk the top-level object ---------------- */
-
-#define J_MAXDEPTH 64
-
-static const char *j_ws(const char *p, const char *e)
-{
-	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
-static int j_hex(char ch)
-{
-	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
-	       (ch >= 'A' && ch <= 'F');
-}
-
-static int j_digit(const char *p, const char *e)
-{
-	return p < e && *p >= '0' && *p <= '9';
-}
-
-/* p at '"': the end of the string, or NULL. */
-static const char *j_str(const char *p, const char *e)
-{
-	for (p++; p < e; p++) {
-		unsigned char ch = (unsigned char)*p;
-
-		if (ch == '"')
-			return p + 1;
-		if (ch < 0x20)
-			return NULL;
-		if (ch != '\\')
-			continue;
-		if (++p >= e)
-			return NULL;
-		switch (*p) {
-		case '"':
-		case '\\':
-		case '/':
-		case 'b':
-		case 'f':
-		case 'n':
-		case 'r':
-		case 't':
-			break;
-		case 'u':
-			if (e - p < 5 || !j_hex(p[1]) || !j_hex(p[2]) ||
-			    !j_hex(p[3]) || !j_hex(p[4]))
-				return NULL;
-			p += 4;
-			break;
-		default:
-			return NULL;
-		}
-	}
-	return NULL;
-}
-
-static const char *j_num(const char *p, const char *e)
-{
-	if (p < e && *p == '-')
-		p++;
-	if (p < e && *p == '0')
-		p++;
-	else if (j_digit(p, e))
-		while (j_digit(p, e))
-			p++;
-	else
-		return NULL;
-	if (p < e && *p == '.') {
-		if (!j_digit(++p, e))
-			return NULL;
-		while (j_digit(p, e))
-			p++;
-	}
-	if (p < e && (*p == 'e' || *p == 'E')) {
-		p++;
-		if (p < e && (*p == '+' || *p == '-'))
-			p++;
-		if (!j_digit(p, e))
-			return NULL;
-		while (j_digit(p, e))
-			p++;
-	}
-	return p;
-}
-
-static const char *j_lit(const char *p, const char *e, const char *w)
-{
-	size_t n = strlen(w);
-
-	return (size_t)(e - p) >= n && !memcmp(p, w, n) ? p + n : NULL;
-}
-
-/* A whole value at p (no leading space): its end, or NULL if invalid. */
-static const char *j_val(const char *p, const char *e, int depth)
-{
-	if (p >= e)
-		return NULL;
-	switch (*p) {
-	case '"':
-		return j_str(p, e);
-	case 't':
-		return j_lit(p, e, "true");
-	case 'f':
-		return j_lit(p, e, "false");
-	case 'n':
-		return j_lit(p, e, "null");
-	case '{':
-	case '[': {
-		char close = *p == '{' ? '}' : ']';
-
-		if (depth >= J_MAXDEPTH)
-			return NULL;
-		p = j_ws(p + 1, e);
-		if (p < e && *p == close)
-			return p + 1;
-		for (;;) {
-			if (close == '}') {
-				if (p >= e || *p != '"')
-					return NULL;
-				p = j_str(p, e);
-				if (!p)
-					return NULL;
-				p = j_ws(p, e);
-				if (p >= e || *p != ':')
-					return NULL;
-				p = j_ws(p + 1, e);
-			}
-			p = j_val(p, e, depth + 1);
-			if (!p)
-				return NULL;
-			p = j_ws(p, e);
-			if (p < e && *p == ',') {
-				p = j_ws(p + 1, e);
-				continue;
-			}
-			if (p < e && *p == close)
-				return p + 1;
-			return NULL;
-		}
-	}
-	default:
-		return j_num(p, e);
-	}
-}
-
-/* One member of an object or element of an array being walked. */
-struct jit {
-	const char *p, *e;
-	char close;
-	int first;
-	const char *k; /* key, without quotes (objects) */
-	size_t kl;
-	const char *v, *ve; /* the value */
-};
-
-/* p at '{' or '['. */
-static void j_iter(struct jit *it, const char *p, const char *e)
-{
-	it->close = *p == '{' ? '}' : ']';
-	it->p = p + 1;
-	it->e = e;
-	it->first = 1;
-}
-
-/* 1: next member in it; 0: the end (it->p after it); -1: invalid. */
-static int j_next(struct jit *it)
-{
-	const char *p = j_ws(it->p, it->e), *e = it->e;
-
-	if (p >= e)
-		return -1;
-	if (*p == it->close && it->first) {
-		it->p = p + 1;
-		return 0;
-	}
-	if (!it->first) {
-		if (*p == it->close) {
-			it->p = p + 1;
-			return 0;
-		}
-		if (*p != ',')
-			return -1;
-		p = j_ws(p + 1, e);
-	}
-	it->first = 0;
-	if (it->close == '}') {
-		const char *ke;
-
-		if (p >= e || *p != '"')
-			return -1;
-		ke = j_str(p, e);
-		if (!ke)
-			return -1;
-		it->k = p + 1;
-		it->kl = (size_t)(ke - 1 - it->k);
-		p = j_ws(ke, e);
-		if (p >= e || *p != ':')
-			return -1;
-		p = j_ws(p + 1, e);
-	}
-	it->v = p;
-	it->ve = j_val(p, e, 1);
-	if (!it->ve)
-		return -1;
-	it->p = it->ve;
-	return 1;
-}
-
-static int j_key(const struct jit *it, const char *k)
-{
-	return it->kl == strlen(k) && !memcmp(it->k, k, it->kl);
-}
-
 static uint64_t fnv1a(const char *p, size_t n)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
@@ -889,43 +677,118 @@ static void bad(struct conn *c, const char *msg)
 	reply_error(c, 400, "invalid_request_error", NULL, msg, 0);
 }
 
+/*
+ * v's JSON text as jansson writes it compact (what the inference client
+ * sends) in L.enc, grown as needed; its length. The prompt tokens and the
+ * embeddings are taken from this text, so that a compact request counts
+ * its own bytes.
+ */
+static size_t j_text(const json_t *v)
+{
+	size_t f = JSON_COMPACT | JSON_ENCODE_ANY;
+	size_t n = json_dumpb(v, L.enc, L.ecap, f);
+
+	if (n > L.ecap) {
+		L.ecap = n + 4096;
+		L.enc = srv_xrealloc(L.enc, L.ecap);
+		n = json_dumpb(v, L.enc, L.ecap, f);
+	}
+	return n;
+}
+
 /* The request's "model"; -1 after answering 400 when it is not usable. */
-static int model_field(struct conn *c, const struct jit *it)
+static int model_field(struct conn *c, const json_t *v)
 {
 	size_t n;
 
-	if (*it->v != '"') {
+	if (!json_is_string(v)) {
 		bad(c, "'model' must be a string");
 		return -1;
 	}
-	n = (size_t)(it->ve - it->v - 2);
+	/* Kept as JSON text without its quotes: the answers print it. */
+	n = j_text(v) - 2;
 	if (n > MODEL_MAX) {
 		bad(c, "'model' is too long");
 		return -1;
 	}
-	memcpy(c->r.model, it->v + 1, n);
+	memcpy(c->r.model, L.enc + 1, n);
 	c->r.model[n] = 0;
 	return 0;
 }
 
-/* Walks the top-level object; the caller checks each member. */
-static int body_object(struct conn *c, const char *b, size_t n, struct jit *it)
+/* The body as a JSON object; NULL after answering 400. */
+static json_t *body_object(struct conn *c, const char *b, size_t n)
 {
-	const char *e = b + n, *p = j_ws(b, e), *end = NULL;
+	json_t *o = json_loadb(b, n, JSON_ALLOW_NUL, NULL);
 
-	if (p < e && *p == '{')
-		end = j_val(p, e, 0);
-	if (!end || j_ws(end, e) != e) {
+	if (!json_is_object(o)) {
+		json_decref(o);
 		bad(c, "We could not parse the JSON body of your request.");
-		return -1;
+		return NULL;
 	}
-	j_iter(it, p, e);
+	return o;
+}
+
+/* The members of a chat request, in their order; -1 after a 400. */
+static int chat_fields(struct conn *c, json_t *o, int *have_msgs)
+{
+	const char *k;
+	json_t *v, *m;
+	size_t i;
+
+	json_object_foreach(o, k, v)
+	{
+		if (!strcmp(k, "model")) {
+			if (model_field(c, v))
+				return -1;
+		} else if (!strcmp(k, "messages")) {
+			if (!json_is_array(v)) {
+				bad(c, "'messages' must be an array");
+				return -1;
+			}
+			c->r.nmsg = 0;
+			json_array_foreach(v, i, m)
+			{
+				if (!json_is_object(m)) {
+					bad(c, "each message must be an "
+					       "object");
+					return -1;
+				}
+				c->r.nmsg++;
+			}
+			c->r.prompt_tokens =
+				(uint32_t)(j_text(v) / 4 + c->r.nmsg);
+			*have_msgs = 1;
+		} else if (!strcmp(k, "stream")) {
+			if (json_is_true(v))
+				c->r.stream = 1;
+			else if (json_is_false(v) || json_is_null(v))
+				c->r.stream = 0;
+			else {
+				bad(c, "'stream' must be a boolean");
+				return -1;
+			}
+		} else if (!strcmp(k, "max_tokens") ||
+			   !strcmp(k, "max_completion_tokens")) {
+			json_int_t t;
+
+			if (json_is_null(v))
+				continue;
+			t = json_is_integer(v) ? json_integer_value(v) : 0;
+			if (t < 1) {
+				bad(c, "'max_tokens' must be a positive "
+				       "integer");
+				return -1;
+			}
+			c->r.max_tokens = t > 1000000 ? 1000000 : (uint32_t)t;
+		}
+	}
 	return 0;
 }
 
 static void on_chat(struct conn *c, const char *b, size_t n)
 {
-	struct jit it, m;
+	json_t *o;
 	int have_msgs = 0;
 
 	S.chat++;
@@ -933,66 +796,24 @@ static void on_chat(struct conn *c, const char *b, size_t n)
 	c->r.kind = K_CHAT;
 	c->r.stream = 0;
 	c->r.max_tokens = 0;
-	if (body_object(c, b, n, &it))
+	o = body_object(c, b, n);
+	if (!o)
 		return;
-	while (j_next(&it) > 0) {
-		if (j_key(&it, "model")) {
-			if (model_field(c, &it))
-				return;
-		} else if (j_key(&it, "messages")) {
-			if (*it.v != '[') {
-				bad(c, "'messages' must be an array");
-				return;
-			}
-			c->r.nmsg = 0;
-			j_iter(&m, it.v, it.ve);
-			while (j_next(&m) > 0) {
-				if (*m.v != '{') {
-					bad(c, "each message must be an "
-					       "object");
-					return;
-				}
-				c->r.nmsg++;
-			}
-			c->r.prompt_tokens =
-				(uint32_t)((it.ve - it.v) / 4 + c->r.nmsg);
-			have_msgs = 1;
-		} else if (j_key(&it, "stream")) {
-			if (*it.v == 't')
-				c->r.stream = 1;
-			else if (*it.v == 'f' || *it.v == 'n')
-				c->r.stream = 0;
-			else {
-				bad(c, "'stream' must be a boolean");
-				return;
-			}
-		} else if (j_key(&it, "max_tokens") ||
-			   j_key(&it, "max_completion_tokens")) {
-			char *end;
-			long long v;
-
-			if (*it.v == 'n')
-				continue;
-			v = strtoll(it.v, &end, 10);
-			if (end != it.ve || v < 1) {
-				bad(c, "'max_tokens' must be a positive "
-				       "integer");
-				return;
-			}
-			c->r.max_tokens = v > 1000000 ? 1000000 : (uint32_t)v;
-		}
-	}
+	if (chat_fields(c, o, &have_msgs))
+		goto out;
 	if (!have_msgs) {
 		bad(c, "'messages' is a required property");
-		return;
+		goto out;
 	}
 	if (!c->r.nmsg) {
 		bad(c, "'messages' must not be empty");
-		return;
+		goto out;
 	}
 	if (c->r.stream)
 		S.streams++;
 	admit(c);
+out:
+	json_decref(o);
 }
 
 /* Eight deterministic floats in [-1, 1) from an input's hash. */
@@ -1008,70 +829,86 @@ static void emb_values(uint64_t h)
 	}
 }
 
+/*
+ * The "data" of an embeddings answer into the scratch buffer, an
+ * embedding per input; the inputs' count, or 0 after a 400.
+ */
+static uint32_t emb_data(struct conn *c, const json_t *in, uint32_t *tokens)
+{
+	uint32_t count = 0;
+	const json_t *a;
+	size_t i, n;
+
+	if (json_is_string(in) ||
+	    (json_is_array(in) && json_is_number(json_array_get(in, 0)))) {
+		/* one input: a string, or one array of token ids */
+		sc_printf("{\"object\":\"embedding\",\"index\":0,"
+			  "\"embedding\":[");
+		n = j_text(in);
+		emb_values(fnv1a(L.enc, n));
+		sc_printf("]}");
+		*tokens = (uint32_t)(n / 4 + 1);
+		return 1;
+	}
+	if (!json_is_array(in)) {
+		bad(c, "'input' must be a string or an array");
+		return 0;
+	}
+	json_array_foreach(in, i, a)
+	{
+		if (!json_is_string(a) && !json_is_array(a)) {
+			bad(c, "'input' must be a string or an array "
+			       "of strings or token arrays");
+			return 0;
+		}
+		if (++count > MAX_INPUTS) {
+			bad(c, "'input' has more than 2048 items");
+			return 0;
+		}
+		sc_printf("%s{\"object\":\"embedding\",\"index\":%u,"
+			  "\"embedding\":[",
+			  count > 1 ? "," : "", count - 1);
+		n = j_text(a);
+		emb_values(fnv1a(L.enc, n));
+		sc_printf("]}");
+		*tokens += (uint32_t)(n / 4 + 1);
+	}
+	if (!count)
+		bad(c, "'input' must not be empty");
+	return count;
+}
+
 static void on_embed(struct conn *c, const char *b, size_t n)
 {
-	struct jit it, a;
-	const char *in = NULL, *ine = NULL;
-	uint32_t count = 0, tokens = 0;
+	json_t *o, *in = NULL, *v;
+	uint32_t count, tokens = 0;
+	const char *k;
 
 	S.embeddings++;
 	strcpy(c->r.model, "mock");
 	c->r.kind = K_EMBED;
 	c->r.stream = 0;
-	if (body_object(c, b, n, &it))
+	o = body_object(c, b, n);
+	if (!o)
 		return;
-	while (j_next(&it) > 0) {
-		if (j_key(&it, "model")) {
-			if (model_field(c, &it))
-				return;
-		} else if (j_key(&it, "input")) {
-			in = it.v;
-			ine = it.ve;
+	json_object_foreach(o, k, v)
+	{
+		if (!strcmp(k, "model")) {
+			if (model_field(c, v))
+				goto out;
+		} else if (!strcmp(k, "input")) {
+			in = v;
 		}
 	}
 	if (!in) {
 		bad(c, "'input' is a required property");
-		return;
+		goto out;
 	}
 	sc_reset();
 	sc_printf("{\"object\":\"list\",\"data\":[");
-	if (*in == '"' || (*in == '[' && (j_ws(in + 1, ine)[0] == '-' ||
-					  (j_ws(in + 1, ine)[0] >= '0' &&
-					   j_ws(in + 1, ine)[0] <= '9')))) {
-		/* one input: a string, or one array of token ids */
-		sc_printf("{\"object\":\"embedding\",\"index\":0,"
-			  "\"embedding\":[");
-		emb_values(fnv1a(in, (size_t)(ine - in)));
-		sc_printf("]}");
-		count = 1;
-		tokens = (uint32_t)((ine - in) / 4 + 1);
-	} else if (*in == '[') {
-		j_iter(&a, in, ine);
-		while (j_next(&a) > 0) {
-			if (*a.v != '"' && *a.v != '[') {
-				bad(c, "'input' must be a string or an array "
-				       "of strings or token arrays");
-				return;
-			}
-			if (++count > MAX_INPUTS) {
-				bad(c, "'input' has more than 2048 items");
-				return;
-			}
-			sc_printf("%s{\"object\":\"embedding\",\"index\":%u,"
-				  "\"embedding\":[",
-				  count > 1 ? "," : "", count - 1);
-			emb_values(fnv1a(a.v, (size_t)(a.ve - a.v)));
-			sc_printf("]}");
-			tokens += (uint32_t)((a.ve - a.v) / 4 + 1);
-		}
-	} else {
-		bad(c, "'input' must be a string or an array");
-		return;
-	}
-	if (!count) {
-		bad(c, "'input' must not be empty");
-		return;
-	}
+	count = emb_data(c, in, &tokens);
+	if (!count)
+		goto out;
 	sc_printf("],\"model\":\"%s\",\"usage\":{\"prompt_tokens\":%u,"
 		  "\"total_tokens\":%u}}",
 		  c->r.model, tokens, tokens);
@@ -1081,11 +918,13 @@ static void on_embed(struct conn *c, const char *b, size_t n)
 	c->r.body = malloc(sc_len);
 	if (!c->r.body) {
 		reply_500(c);
-		return;
+		goto out;
 	}
 	memcpy(c->r.body, L.scratch, sc_len);
 	c->r.body_len = sc_len;
 	admit(c);
+out:
+	json_decref(o);
 }
 
 static void on_stats(struct conn *c)
