@@ -12,7 +12,7 @@
  * Go, Tokio) is measured against, so it must behave the same for all of
  * them and must not share the scheduler being measured. libc, and
  * jansson for the request bodies:
- *   cc -O2 -o llm-server llm-server.c -ljansson
+ *   cc -O2 -o llm-server llm-server.c srv.c -ljansson
  *
  * The batch is simulated in virtual time: a slot freed by a request whose
  * service ended at time D starts the next queued request at D, not at the
@@ -146,14 +146,11 @@ struct req {
 };
 
 struct conn {
-	struct srv_timer tm; /* first: the heap hands back &c->tm */
-	int fd;
+	struct srv_conn s; /* first: the loop hands back &c->s */
 	uint8_t state;
 	uint8_t keepalive;   /* of the request being served */
 	uint8_t close_after; /* close when the output has drained */
 	uint8_t resp_ok;     /* a whole 200 answer: count it when drained */
-	uint8_t rdhup;	     /* the peer shut its side: read to EOF */
-	uint8_t rpaused;     /* read buffer full: read again later */
 	uint8_t cont_sent;   /* 100 Continue sent for this request */
 	uint8_t drip;	     /* send the body a few bytes at a time */
 	size_t drip_hdr;     /* bytes still to send at once (headers) */
@@ -169,10 +166,7 @@ struct conn {
 };
 
 static struct {
-	int ep, lfd, sfd;
-	int accept_paused;
-	uint64_t now;
-	struct srv_heap heap;
+	struct srv_loop loop;
 	long in_service;
 	/*
 	 * Slots freed with nobody queued: when each freed (a ring, oldest
@@ -192,8 +186,6 @@ static struct {
 	char *enc; /* a request's value as JSON text (j_text) */
 	size_t ecap;
 } L;
-
-static char tag_listen, tag_signal;
 
 /* ---- output buffers ----------------------------------------------------- */
 
@@ -332,14 +324,10 @@ static void slot_release(uint64_t free_at)
 		L.free_at[(L.free_head + L.free_n++) % O.conc] = free_at;
 }
 
-static void accept_resume(void)
+/* No more connections now: --max-conns are open. */
+static int conns_full(struct srv_loop *l)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_listen };
-
-	if (L.accept_paused && (!O.max_conns || L.open < O.max_conns)) {
-		L.accept_paused = 0;
-		epoll_ctl(L.ep, EPOLL_CTL_MOD, L.lfd, &ev);
-	}
+	return O.max_conns && L.open >= O.max_conns;
 }
 
 /*
@@ -354,20 +342,20 @@ static void conn_free(struct conn *c, int by_client, int reset)
 	if (c->state == C_QUEUED)
 		q_unlink(c);
 	else if (c->state == C_SERVICE)
-		slot_release(L.now);
-	srv_timer_del(&L.heap, &c->tm);
+		slot_release(L.loop.now);
+	srv_timer_del(&L.loop.heap, &c->s.tm);
 	if (reset) {
 		struct linger lg = { 1, 0 };
 
-		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		setsockopt(c->s.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
-	close(c->fd);
+	close(c->s.fd);
 	free(c->rbuf);
 	free(c->obuf);
 	free(c->r.body);
 	free(c);
 	L.open--;
-	accept_resume();
+	srv_accept_resume(&L.loop);
 }
 
 /* ---- I/O ---------------------------------------------------------------- */
@@ -379,14 +367,11 @@ static void conn_free(struct conn *c, int by_client, int reset)
 static int conn_read(struct conn *c)
 {
 	for (;;) {
-		size_t room;
-		ssize_t n;
-
 		if (c->rlen == c->rcap) {
 			size_t lim = MAX_HDR + O.max_body;
 
 			if (c->rcap >= lim) {
-				c->rpaused = 1;
+				c->s.rpaused = 1;
 				return 0;
 			}
 			c->rcap = c->rcap ? 2 * c->rcap : RBUF_MIN;
@@ -394,20 +379,13 @@ static int conn_read(struct conn *c)
 				c->rcap = lim;
 			c->rbuf = srv_xrealloc(c->rbuf, c->rcap);
 		}
-		if (c->state == C_LINGER)
-			c->rlen = 0; /* discarded */
-		room = c->rcap - c->rlen;
-		n = recv(c->fd, c->rbuf + c->rlen, room, 0);
-		if (n > 0) {
-			c->rlen += (size_t)n;
-			if ((size_t)n < room && !c->rdhup)
-				return 0;
+		switch (srv_recv(&c->s, c->rbuf, &c->rlen, c->rcap,
+				 c->state == C_LINGER)) {
+		case SRV_RECV_AGAIN:
+			return 0;
+		case SRV_RECV_FULL:
 			continue;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return 0;
 		conn_free(c, 1, 0); /* EOF or error */
 		return -1;
 	}
@@ -429,9 +407,9 @@ static int conn_flush(struct conn *c)
 		if (c->drip) {
 			if (c->drip_hdr) {
 				lim = c->drip_hdr;
-			} else if (L.now < c->drip_at) {
-				if (!c->tm.idx)
-					srv_timer_set(&L.heap, &c->tm,
+			} else if (L.loop.now < c->drip_at) {
+				if (!c->s.tm.idx)
+					srv_timer_set(&L.loop.heap, &c->s.tm,
 						      c->drip_at);
 				return 0;
 			} else {
@@ -447,7 +425,7 @@ static int conn_flush(struct conn *c)
 			iov[cnt].iov_base = (char *)c->ext + c->extoff;
 			iov[cnt++].iov_len = b < lim ? b : lim;
 		}
-		n = writev(c->fd, iov, cnt);
+		n = writev(c->s.fd, iov, cnt);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -466,9 +444,9 @@ static int conn_flush(struct conn *c)
 			if (c->drip_hdr) {
 				c->drip_hdr -= (size_t)n;
 				if (!c->drip_hdr)
-					c->drip_at = L.now + O.drip_ns;
+					c->drip_at = L.loop.now + O.drip_ns;
 			} else {
-				c->drip_at = L.now + O.drip_ns;
+				c->drip_at = L.loop.now + O.drip_ns;
 			}
 		}
 	}
@@ -653,7 +631,7 @@ static void count_fault(uint8_t f)
 static void admit(struct conn *c)
 {
 	c->r.seq = ++L.seq;
-	c->r.arrive = L.now;
+	c->r.arrive = L.loop.now;
 	c->r.fault = pick_fault();
 	count_fault(c->r.fault);
 	if (c->r.fault == F_429) {
@@ -661,7 +639,7 @@ static void admit(struct conn *c)
 		return;
 	}
 	if (L.in_service < O.conc) {
-		service_start(c, L.now);
+		service_start(c, L.loop.now);
 		return;
 	}
 	if (O.overload_429) {
@@ -1146,12 +1124,11 @@ static int conn_linger(struct conn *c)
 {
 	c->state = C_LINGER;
 	c->rlen = 0;
-	c->rpaused = 0;
-	if (shutdown(c->fd, SHUT_WR)) {
+	c->s.rpaused = 0;
+	if (srv_linger(&L.loop, c->s.fd, &c->s.tm, LINGER_NS)) {
 		conn_free(c, 0, 0);
 		return -1;
 	}
-	srv_timer_set(&L.heap, &c->tm, L.now + LINGER_NS);
 	return conn_read(c);
 }
 
@@ -1181,11 +1158,8 @@ static int conn_kick(struct conn *c)
 			return 0;
 		if (c->close_after)
 			return conn_linger(c);
-		if (c->rpaused) {
-			c->rpaused = 0;
-			if (conn_read(c) < 0)
-				return -1;
-		}
+		if (srv_resume(&L.loop, &c->s) < 0)
+			return -1;
 		/* Nothing more to parse: done, unless a 100 Continue
 		 * was queued (flushed on the next pass). */
 		if (!parse_one(c) && !out_pending(c))
@@ -1298,7 +1272,9 @@ static int service_done(struct conn *c)
 	int fin;
 
 	c->state = C_WRITE;
-	S.late_us += L.now > c->r.deadline ? (L.now - c->r.deadline) / 1000 : 0;
+	S.late_us += L.loop.now > c->r.deadline
+			     ? (L.loop.now - c->r.deadline) / 1000
+			     : 0;
 	slot_release(c->r.deadline);
 	switch (c->r.fault) {
 	case F_500:
@@ -1442,7 +1418,7 @@ static int stream_step(struct conn *c)
 		sc_printf("{\"role\":\"assistant\",\"content\":\"\"},"
 			  "\"finish_reason\":null}]}");
 		sse_put(c, L.scratch, sc_len);
-		srv_timer_set(&L.heap, &c->tm, stream_at(c, 1));
+		srv_timer_set(&L.loop.heap, &c->s.tm, stream_at(c, 1));
 		return 0;
 	}
 	if (c->r.fault == F_RESET) { /* after the first event */
@@ -1472,7 +1448,7 @@ static int stream_step(struct conn *c)
 		return 0;
 	}
 	if (s < n) {
-		srv_timer_set(&L.heap, &c->tm, stream_at(c, s + 1));
+		srv_timer_set(&L.loop.heap, &c->s.tm, stream_at(c, s + 1));
 		return 0;
 	}
 	q = (double)(c->r.start - c->r.arrive) / 1e6;
@@ -1520,11 +1496,11 @@ static void service_start(struct conn *c, uint64_t at)
 		if (!c->r.nsteps)
 			c->r.nsteps = 1;
 		c->r.deadline = stream_at(c, c->r.nsteps);
-		srv_timer_set(&L.heap, &c->tm, at);
+		srv_timer_set(&L.loop.heap, &c->s.tm, at);
 	} else {
 		c->r.stream = 0;
 		c->r.deadline = at + O.llm_ns;
-		srv_timer_set(&L.heap, &c->tm, c->r.deadline);
+		srv_timer_set(&L.loop.heap, &c->s.tm, c->r.deadline);
 	}
 }
 
@@ -1542,50 +1518,37 @@ static void on_timer(struct conn *c)
 
 /* ---- the loop ----------------------------------------------------------- */
 
-static void on_accept(void)
+/* A connection accepted: its record. */
+static int conn_new(struct srv_loop *l, int fd)
 {
-	int i;
+	struct conn *c = calloc(1, sizeof(*c));
 
-	for (i = 0; i < 256; i++) {
-		struct epoll_event ev;
-		struct conn *c;
-		int one = 1, fd;
-
-		if (O.max_conns && L.open >= O.max_conns)
-			goto pause;
-		fd = accept4(L.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				goto pause;
-			if (errno == ECONNABORTED || errno == EINTR)
-				continue;
-			return;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			close(fd);
-			return;
-		}
-		c->fd = fd;
-		ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-		ev.data.ptr = c;
-		if (epoll_ctl(L.ep, EPOLL_CTL_ADD, fd, &ev)) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		S.connections_accepted++;
-		L.open++;
+	if (!c) {
+		close(fd);
+		return -1;
 	}
-	return;
-pause : {
-	/* Leave the rest in the backlog until a connection closes. */
-	struct epoll_event ev = { .events = 0, .data.ptr = &tag_listen };
-
-	L.accept_paused = 1;
-	epoll_ctl(L.ep, EPOLL_CTL_MOD, L.lfd, &ev);
+	c->s.fd = fd;
+	if (srv_conn_add(l, fd, c))
+		return 0;
+	S.connections_accepted++;
+	L.open++;
+	return 0;
 }
+
+/* The loop's operations on a connection (its record starts with s). */
+static int loop_read(struct srv_conn *s)
+{
+	return conn_read((struct conn *)s);
+}
+
+static void loop_kick(struct srv_conn *s)
+{
+	conn_kick((struct conn *)s);
+}
+
+static void loop_timer(struct srv_conn *s)
+{
+	on_timer((struct conn *)s);
 }
 
 static void usage(int code)
@@ -1697,59 +1660,25 @@ static void parse_args(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct epoll_event evs[1024], ev;
-	int bound;
+	int bound, sfd;
 
 	parse_args(argc, argv);
 	L.rng = O.seed;
 	L.free_at = srv_xrealloc(NULL, (size_t)O.conc * sizeof(*L.free_at));
+	L.loop.prog = PROG;
+	L.loop.full = conns_full;
+	L.loop.conn_new = conn_new;
+	L.loop.read = loop_read;
+	L.loop.kick = loop_kick;
+	L.loop.timer = loop_timer;
 	srv_raise_nofile();
-	L.sfd = srv_signals();
-	if (L.sfd < 0)
+	sfd = srv_signals();
+	if (sfd < 0)
 		srv_die(PROG, "signalfd");
-	L.lfd = srv_listen(O.bind, O.port, 0, &bound);
-	if (L.lfd < 0)
-		srv_die(PROG, "listen");
-	L.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (L.ep < 0)
-		srv_die(PROG, "epoll_create1");
-	ev.events = EPOLLIN;
-	ev.data.ptr = &tag_listen;
-	epoll_ctl(L.ep, EPOLL_CTL_ADD, L.lfd, &ev);
-	ev.data.ptr = &tag_signal;
-	epoll_ctl(L.ep, EPOLL_CTL_ADD, L.sfd, &ev);
+	srv_loop_open(&L.loop, O.bind, O.port, 0, &bound, sfd);
 	printf("PORT %d\n", bound);
 	fflush(stdout);
-	L.now = srv_now_ns();
-	for (;;) {
-		struct srv_timer *t;
-		int n, i;
-
-		n = srv_epoll_wait(L.ep, evs, 1024, &L.heap, L.now);
-		L.now = srv_now_ns();
-		if (n < 0 && errno != EINTR)
-			srv_die(PROG, "epoll_wait");
-		for (i = 0; i < n; i++) {
-			void *p = evs[i].data.ptr;
-			struct conn *c = p;
-
-			if (p == &tag_listen) {
-				on_accept();
-				continue;
-			}
-			if (p == &tag_signal) {
-				close(L.lfd);
-				return 0;
-			}
-			if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-				c->rdhup = 1;
-			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP |
-					     EPOLLERR) &&
-			    !c->rpaused && conn_read(c) < 0)
-				continue;
-			conn_kick(c);
-		}
-		while ((t = srv_timer_expired(&L.heap, L.now)))
-			on_timer((struct conn *)t);
-	}
+	srv_run(&L.loop);
+	close(L.loop.lfd);
+	return 0;
 }

@@ -13,7 +13,7 @@
  *   RESULT loadgen mode=.. conns=.. threads=.. duration_s=.. requests=..
  *          req_per_s=.. p50_ms=.. p90_ms=.. p99_ms=.. max_ms=.. errors=..
  *          rejected_429=.. connect_s=..
- * Only libc: cc -O2 -o loadgen loadgen.c
+ * Only libc: cc -O2 -o loadgen loadgen.c srv.c
  */
 #include "srv.h"
 
