@@ -1253,7 +1253,7 @@ static int servers_dir(char *dir, size_t cap)
 	if (!slash)
 		return -ENOENT;
 	*slash = 0;
-	if ((size_t)snprintf(dir, cap, "%s/servers", exe) >= cap)
+	if ((size_t)snprintf(dir, cap, "%s/../servers", exe) >= cap)
 		return -ENAMETOOLONG;
 	return 0;
 }

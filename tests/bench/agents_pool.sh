@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # myriad-bench agents with a shared pool of tool connections (bench agents,
-# --tool-conns), against the real servers it starts (bench/servers/):
+# --tool-conns), against the real servers it starts (servers/):
 # 1. --tool-conns 8 for 300 agents x 3 steps: every step done (exit 0, one
 #    RESULT line, tasks=300), tool_conns=8, bytes_per_agent reported;
 # 2. a descriptor limit too small for one connection per agent (ulimit -n
@@ -11,7 +11,7 @@
 set -uo pipefail
 build=${1:?usage: agents_pool.sh BUILD_DIR}
 bench="$build/bench/myriad-bench"
-export MYRIAD_BENCH_SERVERS="$build/bench/servers"
+export MYRIAD_BENCH_SERVERS="$build/servers"
 fail=0
 out=$(mktemp)
 err=$(mktemp)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/infer/llm.h: what the inference tests share: the mock server
- * (bench/servers/llm-server) started as a child on an ephemeral port and
+ * (servers/llm-server) started as a child on an ephemeral port and
  * killed however the test ends, its /stats counters read over a plain
  * socket from the main thread, pools, and "jobs": one inference call made
  * by a real task, its result copied out for the main thread to check.

@@ -16,7 +16,7 @@
 
 static struct srv s;
 
-/* The server's PRNG and hash (bench/servers/srv.h, llm-server.c). */
+/* The server's PRNG and hash (servers/srv.h, llm-server.c). */
 static uint64_t srv_rand(uint64_t *st)
 {
 	uint64_t z = (*st += 0x9e3779b97f4a7c15ull);

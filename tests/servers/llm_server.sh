@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/servers/llm_server.sh: the mock servers of bench/servers over
+# tests/servers/llm_server.sh: the mock servers of servers/ over
 # loopback, with curl and bash's /dev/tcp (python3 reads the JSON).
 #   bash tests/servers/llm_server.sh GROUP LLM_SERVER TOOL_SERVER
 # GROUP: basic (chat, embeddings, streaming, stats, keep-alive, bad

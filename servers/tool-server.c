@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench/servers/tool-server.c: the tool server of the `agents` benchmark
+ * servers/tool-server.c: the tool server of the `agents` benchmark
  * step: a line protocol over TCP with keep-alive. A request is one line
  * ending in '\n' (at most 1 KiB with it); after --tool-ms it is answered
  * with "ok <the line without its newline>\n". The line "STATS" is
@@ -11,7 +11,7 @@
  * LLM server it is the fixed ground every runtime under comparison is
  * measured against, so it must not share the scheduler being measured.
  * Optionally N threads (--threads), each its own loop on an SO_REUSEPORT
- * listener. Only libc: cc -O2 -o tool-server tool-server.c
+ * listener. Only libc: cc -O2 -o tool-server tool-server.c srv.c
  * After listening it prints "PORT <n>" on stdout.
  */
 #include "srv.h"
@@ -65,37 +65,27 @@ enum {
 struct loop;
 
 struct tconn {
-	struct srv_timer tm; /* first: the heap hands back &c->tm */
+	struct srv_conn s; /* first: the loop hands back &c->s */
 	struct loop *L;
-	int fd;
-	uint8_t state, rdhup, close_after, counted, rpaused;
-	uint16_t rlen, line; /* bytes buffered; the line's length with '\n' */
+	uint8_t state, close_after, counted;
+	size_t rlen;   /* bytes buffered */
+	uint16_t line; /* the line's length with '\n' */
 	uint16_t olen, ooff;
 	char rbuf[LINE_MAX_BYTES];
 	char obuf[OBUF_BYTES];
 };
 
 struct loop {
-	int ep, lfd, sfd;
-	int accept_paused;
-	uint64_t now;
-	struct srv_heap heap;
+	struct srv_loop loop; /* first: srv_loop hands back &L->loop */
 	long open;
 };
 
-static char tag_listen, tag_signal;
-
-static void accept_resume(struct loop *L)
+/* No more connections now: --max-conns are open, over all threads. */
+static int conns_full(struct srv_loop *l)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_listen };
-
-	if (L->accept_paused &&
-	    (!O.max_conns ||
-	     atomic_load_explicit(&S.open, memory_order_relaxed) <
-		     O.max_conns)) {
-		L->accept_paused = 0;
-		epoll_ctl(L->ep, EPOLL_CTL_MOD, L->lfd, &ev);
-	}
+	return O.max_conns &&
+	       atomic_load_explicit(&S.open, memory_order_relaxed) >=
+		       O.max_conns;
 }
 
 static void conn_free(struct tconn *c, int by_client)
@@ -107,48 +97,33 @@ static void conn_free(struct tconn *c, int by_client)
 					  memory_order_relaxed);
 	if (by_client && c->state != T_READ && c->state != T_LINGER)
 		INC(client_closed_mid_request);
-	srv_timer_del(&L->heap, &c->tm);
-	close(c->fd);
+	srv_timer_del(&L->loop.heap, &c->s.tm);
+	close(c->s.fd);
 	free(c);
 	atomic_fetch_sub_explicit(&S.open, 1, memory_order_relaxed);
 	L->open--;
-	accept_resume(L);
+	srv_accept_resume(&L->loop);
 }
 
 /* Returns -1 if c was freed. */
 static int conn_read(struct tconn *c)
 {
-	for (;;) {
-		size_t room;
-		ssize_t n;
-
-		if (c->state == T_LINGER)
-			c->rlen = 0; /* discarded */
-		room = sizeof(c->rbuf) - c->rlen;
-		if (!room) { /* a line at a time: read on when used */
-			c->rpaused = 1;
-			return 0;
-		}
-		n = recv(c->fd, c->rbuf + c->rlen, room, 0);
-		if (n > 0) {
-			c->rlen += (uint16_t)n;
-			if ((size_t)n < room && !c->rdhup)
-				return 0;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return 0;
-		conn_free(c, 1);
-		return -1;
+	switch (srv_recv(&c->s, c->rbuf, &c->rlen, sizeof(c->rbuf),
+			 c->state == T_LINGER)) {
+	case SRV_RECV_AGAIN:
+		return 0;
+	case SRV_RECV_FULL: /* a line at a time: read on when used */
+		c->s.rpaused = 1;
+		return 0;
 	}
+	conn_free(c, 1);
+	return -1;
 }
 
 static int conn_flush(struct tconn *c)
 {
 	while (c->ooff < c->olen) {
-		ssize_t n = send(c->fd, c->obuf + c->ooff,
+		ssize_t n = send(c->s.fd, c->obuf + c->ooff,
 				 (size_t)(c->olen - c->ooff), 0);
 
 		if (n < 0) {
@@ -263,7 +238,7 @@ static int parse_one(struct tconn *c)
 			break;
 	}
 	c->state = T_WAIT;
-	srv_timer_set(&L->heap, &c->tm, L->now + O.tool_ns);
+	srv_timer_set(&L->loop.heap, &c->s.tm, L->loop.now + O.tool_ns);
 	return 1;
 }
 
@@ -275,12 +250,11 @@ static int parse_one(struct tconn *c)
 static int conn_linger(struct tconn *c)
 {
 	c->state = T_LINGER;
-	c->rpaused = 0;
-	if (shutdown(c->fd, SHUT_WR)) {
+	c->s.rpaused = 0;
+	if (srv_linger(&c->L->loop, c->s.fd, &c->s.tm, 1000000000ull)) {
 		conn_free(c, 0);
 		return -1;
 	}
-	srv_timer_set(&c->L->heap, &c->tm, c->L->now + 1000000000ull);
 	return conn_read(c);
 }
 
@@ -301,11 +275,8 @@ static int conn_kick(struct tconn *c)
 			c->state = T_READ;
 			if (c->close_after)
 				return conn_linger(c);
-			if (c->rpaused) {
-				c->rpaused = 0;
-				if (conn_read(c) < 0)
-					return -1;
-			}
+			if (srv_resume(&c->L->loop, &c->s) < 0)
+				return -1;
 		}
 		if (c->state != T_READ || !parse_one(c))
 			return 0;
@@ -327,93 +298,49 @@ static void on_timer(struct tconn *c)
 	conn_kick(c);
 }
 
-static void on_accept(struct loop *L)
+/* A connection accepted on l: its record. */
+static int conn_new(struct srv_loop *l, int fd)
 {
-	int i;
+	struct loop *L = (struct loop *)l;
+	struct tconn *c = malloc(sizeof(*c));
 
-	for (i = 0; i < 256; i++) {
-		struct epoll_event ev;
-		struct tconn *c;
-		int one = 1, fd;
-
-		if (O.max_conns &&
-		    atomic_load_explicit(&S.open, memory_order_relaxed) >=
-			    O.max_conns)
-			goto pause;
-		fd = accept4(L->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				goto pause;
-			if (errno == ECONNABORTED || errno == EINTR)
-				continue;
-			return;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c = malloc(sizeof(*c));
-		if (!c) {
-			close(fd);
-			return;
-		}
-		memset(c, 0, offsetof(struct tconn, rbuf));
-		c->L = L;
-		c->fd = fd;
-		ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-		ev.data.ptr = c;
-		if (epoll_ctl(L->ep, EPOLL_CTL_ADD, fd, &ev)) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		INC(connections_accepted);
-		atomic_fetch_add_explicit(&S.open, 1, memory_order_relaxed);
-		L->open++;
+	if (!c) {
+		close(fd);
+		return -1;
 	}
-	return;
-pause : {
-	/* The rest wait in the backlog until a connection closes here. */
-	struct epoll_event ev = { .events = 0, .data.ptr = &tag_listen };
-
-	L->accept_paused = 1;
-	epoll_ctl(L->ep, EPOLL_CTL_MOD, L->lfd, &ev);
+	memset(c, 0, offsetof(struct tconn, rbuf));
+	c->L = L;
+	c->s.fd = fd;
+	if (srv_conn_add(l, fd, c))
+		return 0;
+	INC(connections_accepted);
+	atomic_fetch_add_explicit(&S.open, 1, memory_order_relaxed);
+	L->open++;
+	return 0;
 }
+
+/* The loop's operations on a connection (its record starts with s). */
+static int loop_read(struct srv_conn *s)
+{
+	return conn_read((struct tconn *)s);
+}
+
+static void loop_kick(struct srv_conn *s)
+{
+	conn_kick((struct tconn *)s);
+}
+
+static void loop_timer(struct srv_conn *s)
+{
+	on_timer((struct tconn *)s);
 }
 
 static void *loop_run(void *arg)
 {
 	struct loop *L = arg;
-	struct epoll_event evs[1024];
 
-	L->now = srv_now_ns();
-	for (;;) {
-		struct srv_timer *t;
-		int n, i;
-
-		n = srv_epoll_wait(L->ep, evs, 1024, &L->heap, L->now);
-		L->now = srv_now_ns();
-		if (n < 0 && errno != EINTR)
-			srv_die(PROG, "epoll_wait");
-		for (i = 0; i < n; i++) {
-			void *p = evs[i].data.ptr;
-			struct tconn *c = p;
-
-			if (p == &tag_listen) {
-				on_accept(L);
-				continue;
-			}
-			if (p == &tag_signal)
-				exit(0); /* every thread's sockets close */
-			if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-				c->rdhup = 1;
-			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP |
-					     EPOLLERR) &&
-			    conn_read(c) < 0)
-				continue;
-			conn_kick(c);
-		}
-		while ((t = srv_timer_expired(&L->heap, L->now)))
-			on_timer((struct tconn *)t);
-	}
-	return NULL;
+	srv_run(&L->loop); /* returns on a signal, in the first loop */
+	exit(0);	   /* every thread's sockets close */
 }
 
 static void usage(int code)
@@ -434,8 +361,7 @@ static void usage(int code)
 int main(int argc, char **argv)
 {
 	struct loop *loops;
-	struct epoll_event ev;
-	int i, port;
+	int i, port, sfd;
 
 	for (i = 1; i < argc; i++) {
 		char *a = argv[i], *v = NULL, *eq;
@@ -470,28 +396,24 @@ int main(int argc, char **argv)
 	loops = calloc((size_t)O.threads, sizeof(*loops));
 	if (!loops)
 		srv_die(PROG, "calloc");
-	loops[0].sfd = srv_signals();
-	if (loops[0].sfd < 0)
+	sfd = srv_signals();
+	if (sfd < 0)
 		srv_die(PROG, "signalfd");
 	port = O.port;
 	for (i = 0; i < O.threads; i++) {
-		struct loop *L = &loops[i];
+		struct srv_loop *l = &loops[i].loop;
 
+		l->prog = PROG;
+		l->full = conns_full;
+		l->conn_new = conn_new;
+		l->read = loop_read;
+		l->kick = loop_kick;
+		l->timer = loop_timer;
 		/* The first listener picks the port (maybe ephemeral), the
-		 * others join it. */
-		L->lfd = srv_listen(O.bind, port, O.threads > 1, &port);
-		if (L->lfd < 0)
-			srv_die(PROG, "listen");
-		L->ep = epoll_create1(EPOLL_CLOEXEC);
-		if (L->ep < 0)
-			srv_die(PROG, "epoll_create1");
-		ev.events = EPOLLIN;
-		ev.data.ptr = &tag_listen;
-		epoll_ctl(L->ep, EPOLL_CTL_ADD, L->lfd, &ev);
+		 * others join it; the first loop reads the signals. */
+		srv_loop_open(l, O.bind, port, O.threads > 1, &port,
+			      i ? -1 : sfd);
 	}
-	ev.events = EPOLLIN;
-	ev.data.ptr = &tag_signal;
-	epoll_ctl(loops[0].ep, EPOLL_CTL_ADD, loops[0].sfd, &ev);
 	printf("PORT %d\n", port);
 	fflush(stdout);
 	for (i = 1; i < O.threads; i++) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# bench/servers/measure.sh: how fast the mock servers are, with loadgen
+# servers/measure.sh: how fast the mock servers are, with loadgen
 # (closed loop: C keep-alive connections, one request in flight each).
-#   bench/servers/measure.sh [BUILD_DIR] [DURATION_S]
+#   servers/measure.sh [BUILD_DIR] [DURATION_S]
 # (default build, 10). For each setting: loadgen's RESULT line, then the
 # server's own CPU time over the run (utime + stime from /proc) per second
 # and per request. The settings: the agents step's LLM server (llm_ms 20,
@@ -9,10 +9,10 @@
 # connections; the server's ceiling (llm_ms 0) with 10,000 and 100; a
 # streamed answer; the tool server (tool_ms 2, and 0) with 10,000.
 set -uo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$root/build}
 dur=${2:-10}
-bin=$build/bench/servers
+bin=$build/servers
 for p in llm-server tool-server loadgen; do
 	[ -x "$bin/$p" ] || {
 		echo "no $bin/$p: build first (ninja -C $build)" >&2

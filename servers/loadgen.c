@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench/servers/loadgen.c: a closed-loop load generator for the mock
+ * servers/loadgen.c: a closed-loop load generator for the mock
  * servers: C keep-alive connections, each with one request in flight, a
  * new one sent as soon as the answer is read; requests per second and
  * latency over a measured window after a warm-up. Plain epoll, like the
@@ -13,7 +13,7 @@
  *   RESULT loadgen mode=.. conns=.. threads=.. duration_s=.. requests=..
  *          req_per_s=.. p50_ms=.. p90_ms=.. p99_ms=.. max_ms=.. errors=..
  *          rejected_429=.. connect_s=..
- * Only libc: cc -O2 -o loadgen loadgen.c
+ * Only libc: cc -O2 -o loadgen loadgen.c srv.c
  */
 #include "srv.h"
 
