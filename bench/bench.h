@@ -51,7 +51,8 @@ struct bench_args {
 /*
  * A workload: its entry in the table of myriad-bench.c, which calls these
  * in this order. A hook that returns int returns 0 to go on, or the exit
- * status (1) after saying on stderr what failed. NULL hooks do nothing.
+ * status (1) after saying on stderr what failed. parse, run and result
+ * are required; the others may be NULL (nothing to do).
  */
 struct workload {
 	const char *name;
