@@ -1,6 +1,6 @@
 """Parse and check the RESULT lines that myriad-bench and the peers print.
 
-The format is BENCH.md's:
+The format is docs/bench.md's:
 
     RESULT workload=<name> workers=<W> wall_s=<s> tasks=<n> peak_rss_kb=<kb> <extra keys>
 
@@ -19,7 +19,7 @@ import re
 # Keys every (supported) RESULT line carries besides `workload`.
 REQUIRED_KEYS = ("workers", "wall_s", "tasks", "peak_rss_kb")
 
-# Per workload: the extra keys of BENCH.md, which of them are not numbers,
+# Per workload: the extra keys of docs/bench.md, which of them are not numbers,
 # the headline figure bench/compare reports ("higher" or "lower" is
 # better), and ("also") further figures it shows in a second table.
 WORKLOADS = {
@@ -112,7 +112,7 @@ def is_unsupported(record):
 
 
 def validate(record):
-    """Check a parsed record against BENCH.md: known workload, the required
+    """Check a parsed record against docs/bench.md: known workload, the required
     keys and the workload's extra keys present, numbers where numbers are
     due. Returns the record; raises ValueError with a reason otherwise.
     Keys beyond those named are allowed (runners may add detail)."""

@@ -228,7 +228,7 @@ except (OSError, ValueError) as e:
     sys.exit(1)
 
 # What --quick asks for (bench/compare: park --n 10000 --sleep-ms 500,
-# echo --conns 100 --rounds 50, agents --agents 100 --steps 2 with BENCH.md's
+# echo --conns 100 --rounds 50, agents --agents 100 --steps 2 with docs/bench.md's
 # tool_ms 2, llm_ms 20, llm_concurrency 256).
 N, SLEEP_S, CONNS, ROUNDS = 10000, 0.5, 100, 50
 AGENTS, STEPS, TOOL_MS, LLM_MS, LLM_CONC = 100, 2, 2, 20, 256
