@@ -5,10 +5,8 @@
  * ticks and when the worker wakes), and the one io_uring timeout a parked
  * worker arms for its earliest deadline.
  */
-#include <string.h>
-#include <time.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 #include "io/io.h"
 #include "io/wheel.h"
@@ -73,14 +71,6 @@ static void tm_set_state(struct timer *tm, uint64_t st)
 			 (tm_when(tm) & ~(UINT64_C(3) << TM_STATE_SHIFT)) |
 				 (st << TM_STATE_SHIFT),
 			 __ATOMIC_RELEASE);
-}
-
-uint64_t myriad_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static uint64_t now_ms(void)

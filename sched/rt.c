@@ -16,6 +16,8 @@
 
 #include <jemalloc/jemalloc.h>
 
+#include "base/clock.h"
+#include "base/random.h"
 #include "sched.h"
 #include "probes.h"
 #include "futex.h"
@@ -532,7 +534,7 @@ static void *sig_poll_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "myriad-signals");
 	while (!atomic_load_explicit(&rt->sig_stop, memory_order_acquire)) {
-		signals_poll(rt->sig, signals_now_ns());
+		signals_poll(rt->sig, myriad_now_ns());
 		nanosleep(&ts, NULL);
 	}
 	return NULL;
@@ -743,10 +745,7 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 		w->rt = rt;
 		w->idx = i;
 		w->ring_entries = entries;
-		w->rng = 0x9E3779B97F4A7C15ull * (i + 1) ^
-			 (uint64_t)(uintptr_t)rt;
-		if (!w->rng)
-			w->rng = 1;
+		w->rng = rng_seed(i, (uint64_t)(uintptr_t)rt);
 		r = lq_init(w);
 		if (r < 0)
 			goto err_free;
@@ -876,9 +875,9 @@ int myriad_handle_join(myriad_handle_t *h, int64_t *result, int64_t timeout_ns)
 {
 	struct myriad_rt *rt;
 	struct worker *w = cur_worker();
-	struct timespec end, now, rel;
+	struct timespec rel;
+	uint64_t s, end = 0, now;
 	uint32_t epoch;
-	uint64_t s;
 	int r = 0;
 
 	if (!h)
@@ -886,15 +885,8 @@ int myriad_handle_join(myriad_handle_t *h, int64_t *result, int64_t timeout_ns)
 	rt = h->up;
 	if (w && w->rt == rt)
 		return -EDEADLK;
-	if (timeout_ns >= 0) {
-		clock_gettime(CLOCK_MONOTONIC, &end);
-		end.tv_sec += timeout_ns / 1000000000;
-		end.tv_nsec += timeout_ns % 1000000000;
-		if (end.tv_nsec >= 1000000000) {
-			end.tv_sec++;
-			end.tv_nsec -= 1000000000;
-		}
-	}
+	if (timeout_ns >= 0)
+		end = myriad_now_ns() + (uint64_t)timeout_ns;
 	atomic_fetch_add_explicit(&rt->joiners, 1, memory_order_seq_cst);
 	for (;;) {
 		epoch = atomic_load_explicit(&rt->done_epoch,
@@ -911,17 +903,12 @@ int myriad_handle_join(myriad_handle_t *h, int64_t *result, int64_t timeout_ns)
 			break;
 		}
 		if (timeout_ns >= 0) {
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			rel.tv_sec = end.tv_sec - now.tv_sec;
-			rel.tv_nsec = end.tv_nsec - now.tv_nsec;
-			if (rel.tv_nsec < 0) {
-				rel.tv_sec--;
-				rel.tv_nsec += 1000000000;
-			}
-			if (rel.tv_sec < 0) {
+			now = myriad_now_ns();
+			if (now > end) {
 				r = -ETIMEDOUT;
 				break;
 			}
+			rel = ns_timespec(end - now);
 		}
 		myriad_futex_wait(&rt->done_epoch, epoch,
 				  timeout_ns >= 0 ? &rel : NULL);

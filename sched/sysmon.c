@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "sched.h"
 #include "futex.h"
 
@@ -92,8 +93,7 @@ static bool mon_move(struct myriad_rt *rt, uint32_t from, uint32_t to)
 /* Sleep 'ns' unless stopped; false once stopped. */
 static bool mon_nap(struct myriad_rt *rt, uint64_t ns)
 {
-	struct timespec ts = { (time_t)(ns / 1000000000ull),
-			       (long)(ns % 1000000000ull) };
+	struct timespec ts = ns_timespec(ns);
 
 	if (!mon_move(rt, MON_RUN, MON_NAP))
 		return false;
@@ -134,11 +134,7 @@ void sysmon_kick(struct myriad_rt *rt)
 
 static uint64_t thread_cpu_ns(struct mon_worker *m)
 {
-	struct timespec ts;
-
-	if (!m->clk_ok || clock_gettime(m->clk, &ts))
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return m->clk_ok ? clock_ns(m->clk) : 0;
 }
 
 /* The thread's state letter from /proc (R, S, D, ...), or 0. */
