@@ -8,7 +8,7 @@
  */
 #include <stdlib.h>
 
-#include "io/io.h"
+#include "io/record.h"
 #include "sched/probes.h"
 
 /*
@@ -86,7 +86,7 @@ static unsigned pool_size(void)
 	return (unsigned)n;
 }
 
-/* Start the pool on first use; under rt->offload_lock. */
+/* Start the pool on first use; under the runtime's offload_lock. */
 static int offload_start(struct myriad_rt *rt)
 {
 	unsigned n = pool_size(), i;
@@ -122,20 +122,21 @@ static int offload_start(struct myriad_rt *rt)
 		free(p);
 		return r;
 	}
-	rt->offload = p;
+	rt_io(rt)->offload = p;
 	return 0;
 }
 
 int offload_submit(struct myriad_rt *rt, struct io_op *op)
 {
+	struct io_rt *ir = rt_io(rt);
 	struct offload *p;
 	int r = 0;
 
-	pthread_mutex_lock(&rt->offload_lock);
-	if (!rt->offload)
+	pthread_mutex_lock(&ir->offload_lock);
+	if (!ir->offload)
 		r = offload_start(rt);
-	p = rt->offload;
-	pthread_mutex_unlock(&rt->offload_lock);
+	p = ir->offload;
+	pthread_mutex_unlock(&ir->offload_lock);
 	if (r < 0)
 		return r;
 	op->u.blk.qnext = NULL;
@@ -153,7 +154,8 @@ int offload_submit(struct myriad_rt *rt, struct io_op *op)
 /* Step 4; the workers are joined. */
 void offload_stop(struct myriad_rt *rt)
 {
-	struct offload *p = rt->offload;
+	struct io_rt *ir = rt_io(rt);
+	struct offload *p = ir->offload;
 	unsigned i;
 
 	if (!p)
@@ -167,5 +169,5 @@ void offload_stop(struct myriad_rt *rt)
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
-	rt->offload = NULL;
+	ir->offload = NULL;
 }

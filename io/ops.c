@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "io/io.h"
+#include "io/record.h"
 #include "sched/probes.h"
 
 /*
@@ -88,7 +88,7 @@ static_assert(sizeof(struct io_op) == sizeof(myriad_io_t),
 #define OF_LISTED 1u   /* on the task's list */
 #define OF_DEADLINE 2u /* u.ts holds a deadline for the next submission */
 #define OF_BUF 4u      /* holds a provided buffer (its id in cflags) */
-#define OF_HOLD 8u     /* holds a finished call's result (infer) */
+#define OF_HOLD 8u     /* holds a finished IOK_EXT record's result */
 
 /* A completed multishot accept that must be armed again. */
 #define RES_REARM INT32_MIN
@@ -111,42 +111,46 @@ static inline uint32_t st_load(struct io_op *op)
 
 /* ---- submission ---- */
 
-int io_ops_init(struct worker *w)
+void io_ops_init(struct worker *w)
 {
-	w->io_inflight = 0;
-	w->io_queued = 0;
-	w->io_draining = false;
-	w->bufs = NULL;
-	w->io_retry = NULL;
-	w->io_nretry = w->io_retry_cap = 0;
-	atomic_init(&w->bufs_back, 0);
-	w->bufs_seen = 0;
-	return 0;
+	struct io_worker *iw = worker_io(w);
+
+	iw->inflight = 0;
+	iw->queued = 0;
+	iw->draining = false;
+	iw->bufs = NULL;
+	iw->retry = NULL;
+	iw->nretry = iw->retry_cap = 0;
+	atomic_init(&iw->bufs_back, 0);
+	iw->bufs_seen = 0;
 }
 
 /* Submit what is queued (an SQ full of our own entries empties here). */
 static void flush_sq(struct worker *w)
 {
+	struct io_worker *iw = worker_io(w);
 	int r;
 
 	for (;;) {
-		r = io_uring_submit(&w->uring);
+		r = io_uring_submit(&iw->uring);
 		CTR_INC(w, MYRIAD_CTR_IO_ENTERS);
 		if (r >= 0 || (r != -EBUSY && r != -EAGAIN && r != -EINTR))
 			break;
 		/* Completions must be reaped first (CQ backpressure). */
-		park_reap(w);
+		ring_reap(w);
 	}
-	w->io_queued = 0;
+	iw->queued = 0;
 }
 
 static struct io_uring_sqe *get_sqe(struct worker *w)
 {
+	struct io_worker *iw = worker_io(w);
 	struct io_uring_sqe *sqe;
 
-	while (!(sqe = io_uring_get_sqe(&w->uring)))
+	while (!(sqe = io_uring_get_sqe(&iw->uring)))
 		flush_sq(w);
-	w->io_queued++;
+	iw->queued++;
+	w->drv_busy = true; /* the run loop polls (sched/driver.h) */
 	return sqe;
 }
 
@@ -166,7 +170,7 @@ static void send_xcancel(struct worker *w, struct io_op *op)
 	struct worker *ow = &w->rt->workers[op->worker];
 	struct io_uring_sqe *sqe = get_sqe(w);
 
-	io_uring_prep_msg_ring(sqe, ow->uring.ring_fd, 0,
+	io_uring_prep_msg_ring(sqe, worker_io(ow)->uring.ring_fd, 0,
 			       (uint64_t)(uintptr_t)op | IO_UD_XCANCEL, 0);
 	sqe->user_data = (uint64_t)(uintptr_t)op | IO_UD_XSENT;
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -205,6 +209,7 @@ static char *buf_addr(struct io_bufring *b, unsigned bid)
 
 static int bufring_create(struct worker *w)
 {
+	struct io_worker *iw = worker_io(w);
 	struct io_uring_buf_reg reg;
 	struct io_bufring *b;
 	unsigned i;
@@ -231,7 +236,7 @@ static int bufring_create(struct worker *w)
 	reg.ring_addr = (uint64_t)(uintptr_t)b->br;
 	reg.ring_entries = BUF_COUNT;
 	reg.bgid = BUF_GROUP;
-	r = io_uring_register_buf_ring(&w->uring, &reg, 0);
+	r = io_uring_register_buf_ring(&iw->uring, &reg, 0);
 	if (r < 0) {
 		free(b->mem);
 		munmap(b->br, b->ring_len);
@@ -245,27 +250,29 @@ static int bufring_create(struct worker *w)
 				      (int)i);
 	io_uring_buf_ring_advance(b->br, (int)BUF_COUNT);
 	atomic_init(&b->lock.v, 0);
-	w->bufs = b;
+	iw->bufs = b;
 	return 0;
 }
 
 static void bufring_destroy(struct worker *w)
 {
-	struct io_bufring *b = w->bufs;
+	struct io_worker *iw = worker_io(w);
+	struct io_bufring *b = iw->bufs;
 
 	if (!b)
 		return;
-	io_uring_unregister_buf_ring(&w->uring, BUF_GROUP);
+	io_uring_unregister_buf_ring(&iw->uring, BUF_GROUP);
 	munmap(b->br, b->ring_len);
 	free(b->mem);
 	free(b);
-	w->bufs = NULL;
+	iw->bufs = NULL;
 }
 
 /* Give buffer 'bid' back to worker 'ow''s ring; any thread. */
 static void buf_put(struct worker *ow, unsigned bid)
 {
-	struct io_bufring *b = ow->bufs;
+	struct io_worker *oiw = worker_io(ow);
+	struct io_bufring *b = oiw->bufs;
 
 	spin_lock(&b->lock);
 	io_uring_buf_ring_add(b->br, buf_addr(b, bid), MYRIAD_IO_BUF_SIZE,
@@ -273,7 +280,7 @@ static void buf_put(struct worker *ow, unsigned bid)
 			      io_uring_buf_ring_mask(BUF_COUNT), 0);
 	io_uring_buf_ring_advance(b->br, 1);
 	spin_unlock(&b->lock);
-	atomic_fetch_add_explicit(&ow->bufs_back, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&oiw->bufs_back, 1, memory_order_relaxed);
 }
 
 static void op_buf_release(struct myriad_rt *rt, struct io_op *op)
@@ -315,12 +322,13 @@ static void complete_one(struct worker *w, struct io_op *op, uint32_t add)
 	int res = op->res;
 	bool polln = op->kind == IOK_POLLN;
 	uint32_t s = atomic_load_explicit(&op->st, memory_order_relaxed);
+	struct io_worker *iw = worker_io(w);
 	uint32_t ns;
 
 	do {
 		ns = (s | add) - OP_CQE_ONE;
 		if (OP_CQES(ns) == 0) {
-			if ((ns & OP_XCANCEL) && !w->io_draining)
+			if ((ns & OP_XCANCEL) && !iw->draining)
 				ns |= OP_RESULT_IN; /* step 5 */
 			else
 				ns = (ns & ~(OP_PHASE | OP_XCANCEL)) | OP_DONE;
@@ -328,7 +336,7 @@ static void complete_one(struct worker *w, struct io_op *op, uint32_t add)
 	} while (!atomic_compare_exchange_weak_explicit(
 		&op->st, &s, ns, memory_order_acq_rel, memory_order_relaxed));
 	if ((ns & OP_PHASE) == OP_DONE) {
-		w->io_inflight--;
+		iw->inflight--;
 		PROBE3(io_complete, (int)w->idx, op, res);
 		if (polln)
 			ntf_push(op);
@@ -351,10 +359,11 @@ static void link_timeout(struct worker *w, struct io_op *op,
 /* Submit a recv that found no provided buffer again (owner). */
 static void recv_buf_sqe(struct worker *w, struct io_op *op, bool retry)
 {
+	struct io_worker *iw = worker_io(w);
 	struct io_uring_sqe *sqe;
 	bool linked = st_load(op) & OP_LINKED;
 
-	if (linked && io_uring_sq_space_left(&w->uring) < 2)
+	if (linked && io_uring_sq_space_left(&iw->uring) < 2)
 		flush_sq(w);
 	sqe = get_sqe(w);
 	/* While in flight, res and cflags hold the fd and the flags. */
@@ -375,9 +384,11 @@ static void recv_buf_sqe(struct worker *w, struct io_op *op, bool retry)
 
 static void retry_add(struct worker *w, struct io_op *op)
 {
-	if (w->io_nretry == w->io_retry_cap) {
-		unsigned cap = w->io_retry_cap ? w->io_retry_cap * 2 : 64;
-		struct io_op **v = realloc(w->io_retry, cap * sizeof(*v));
+	struct io_worker *iw = worker_io(w);
+
+	if (iw->nretry == iw->retry_cap) {
+		unsigned cap = iw->retry_cap ? iw->retry_cap * 2 : 64;
+		struct io_op **v = realloc(iw->retry, cap * sizeof(*v));
 
 		if (!v) {
 			/* Cannot wait for a buffer: the task sees ENOBUFS. */
@@ -385,10 +396,11 @@ static void retry_add(struct worker *w, struct io_op *op)
 			complete_one(w, op, 0);
 			return;
 		}
-		w->io_retry = v;
-		w->io_retry_cap = cap;
+		iw->retry = v;
+		iw->retry_cap = cap;
 	}
-	w->io_retry[w->io_nretry++] = op;
+	iw->retry[iw->nretry++] = op;
+	w->drv_busy = true;
 }
 
 /*
@@ -399,27 +411,28 @@ static void retry_add(struct worker *w, struct io_op *op)
  */
 static void retry_run(struct worker *w)
 {
+	struct io_worker *iw = worker_io(w);
 	uint64_t back =
-		atomic_load_explicit(&w->bufs_back, memory_order_relaxed);
-	uint64_t budget = back - w->bufs_seen;
-	unsigned i, n = w->io_nretry, keep = 0;
+		atomic_load_explicit(&iw->bufs_back, memory_order_relaxed);
+	uint64_t budget = back - iw->bufs_seen;
+	unsigned i, n = iw->nretry, keep = 0;
 
-	w->io_nretry = 0;
+	iw->nretry = 0;
 	for (i = 0; i < n; i++) {
-		struct io_op *op = w->io_retry[i];
+		struct io_op *op = iw->retry[i];
 
-		if ((st_load(op) & OP_CANCELLED) || w->io_draining) {
+		if ((st_load(op) & OP_CANCELLED) || iw->draining) {
 			op->res = -ECANCELED;
 			complete_one(w, op, 0);
 		} else if (budget) {
 			budget--;
 			recv_buf_sqe(w, op, true);
 		} else {
-			w->io_retry[keep++] = op;
+			iw->retry[keep++] = op;
 		}
 	}
-	w->bufs_seen = back - budget;
-	w->io_nretry = keep;
+	iw->bufs_seen = back - budget;
+	iw->nretry = keep;
 }
 
 /* Free what a finished accept record still holds: close its queue. */
@@ -437,6 +450,8 @@ static void accept_drop(struct io_op *op)
 static void accept_cqe(struct worker *w, struct io_op *op,
 		       const struct io_uring_cqe *cqe)
 {
+	struct io_worker *iw = worker_io(w);
+
 	if (cqe->res >= 0) {
 		spin_lock(&op->u.acc.lock);
 		if (op->u.acc.n == op->u.acc.cap) {
@@ -471,7 +486,7 @@ static void accept_cqe(struct worker *w, struct io_op *op,
 	}
 	/* The multishot ended: with an error, or to be armed again. */
 	op->res = cqe->res >= 0 ? RES_REARM : cqe->res;
-	if (w->io_draining) {
+	if (iw->draining) {
 		/* No step runs again (step 8): what was queued is closed. */
 		spin_lock(&op->u.acc.lock);
 		accept_drop(op);
@@ -483,6 +498,7 @@ static void accept_cqe(struct worker *w, struct io_op *op,
 /* Step 5, the owner's side: a cancel request from another worker. */
 static void xcancel_arrived(struct worker *w, struct io_op *op)
 {
+	struct io_worker *iw = worker_io(w);
 	struct myriad_task *t = op->task;
 	uint32_t s = atomic_load_explicit(&op->st, memory_order_relaxed);
 	uint32_t ns;
@@ -496,7 +512,7 @@ static void xcancel_arrived(struct worker *w, struct io_op *op)
 	} while (!atomic_compare_exchange_weak_explicit(
 		&op->st, &s, ns, memory_order_acq_rel, memory_order_relaxed));
 	if ((ns & OP_PHASE) == OP_DONE) {
-		w->io_inflight--;
+		iw->inflight--;
 		task_op_done(w, t);
 		return;
 	}
@@ -505,6 +521,7 @@ static void xcancel_arrived(struct worker *w, struct io_op *op)
 
 void io_op_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 {
+	struct io_worker *iw = worker_io(w);
 	struct io_op *op =
 		(struct io_op *)(uintptr_t)(cqe->user_data & ~IO_UD_KIND);
 
@@ -515,7 +532,7 @@ void io_op_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 			return;
 		}
 		if (op->kind == IOK_RECV_BUF && cqe->res == -ENOBUFS &&
-		    !(st_load(op) & OP_CANCELLED) && !w->io_draining) {
+		    !(st_load(op) & OP_CANCELLED) && !iw->draining) {
 			/* Still due: the retried recv's completion. */
 			retry_add(w, op);
 			return;
@@ -532,7 +549,7 @@ void io_op_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 		break;
 	case IO_UD_XSENT:
 		/* Our request did not post: send it again (step 5). */
-		if (cqe->res < 0 && !w->io_draining)
+		if (cqe->res < 0 && !iw->draining)
 			send_xcancel(w, op);
 		break;
 	default:
@@ -550,58 +567,64 @@ void io_op_cqe(struct worker *w, const struct io_uring_cqe *cqe)
  */
 static bool io_due(struct worker *w)
 {
-	if (w->io_queued || io_uring_cq_ready(&w->uring))
+	struct io_worker *iw = worker_io(w);
+
+	if (iw->queued || io_uring_cq_ready(&iw->uring))
 		return true;
-	if (!w->io_inflight)
+	if (!iw->inflight)
 		return false;
-	if (!(w->uring_flags & IORING_SETUP_TASKRUN_FLAG))
+	if (!(iw->uring_flags & IORING_SETUP_TASKRUN_FLAG))
 		return true;
-	return IO_URING_READ_ONCE(*w->uring.sq.kflags) & IORING_SQ_TASKRUN;
+	return IO_URING_READ_ONCE(*iw->uring.sq.kflags) & IORING_SQ_TASKRUN;
 }
 
 void io_tick(struct worker *w)
 {
+	struct io_worker *iw = worker_io(w);
 	int r;
 
-	if (w->io_nretry)
+	if (iw->nretry)
 		retry_run(w);
-	if (!io_due(w))
-		return;
-	do {
-		r = io_uring_submit_and_get_events(&w->uring);
-		CTR_INC(w, MYRIAD_CTR_IO_ENTERS);
-		if (r == -EBUSY || r == -EAGAIN)
-			park_reap(w);
-	} while (r == -EBUSY || r == -EAGAIN || r == -EINTR);
-	w->io_queued = 0;
-	park_reap(w);
+	if (io_due(w)) {
+		do {
+			r = io_uring_submit_and_get_events(&iw->uring);
+			CTR_INC(w, MYRIAD_CTR_IO_ENTERS);
+			if (r == -EBUSY || r == -EAGAIN)
+				ring_reap(w);
+		} while (r == -EBUSY || r == -EAGAIN || r == -EINTR);
+		iw->queued = 0;
+		ring_reap(w);
+	}
+	/* The run loop's hint (sched/driver.h): anything for the next poll? */
+	w->drv_busy = iw->queued || iw->inflight || iw->nretry;
 }
 
 /* Step 8. */
 void io_drain(struct worker *w)
 {
+	struct io_worker *iw = worker_io(w);
 	struct io_uring_sqe *sqe;
 
-	w->io_draining = true;
-	if (w->io_inflight) {
+	iw->draining = true;
+	if (iw->inflight) {
 		sqe = get_sqe(w);
 		io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
 		sqe->user_data = 0;
 	}
-	while (w->io_inflight) {
-		if (w->io_nretry)
+	while (iw->inflight) {
+		if (iw->nretry)
 			retry_run(w);
-		if (!w->io_inflight)
+		if (!iw->inflight)
 			break;
-		io_uring_submit_and_wait(&w->uring, 1);
+		io_uring_submit_and_wait(&iw->uring, 1);
 		CTR_INC(w, MYRIAD_CTR_IO_ENTERS);
-		park_reap(w);
+		ring_reap(w);
 	}
-	io_uring_submit(&w->uring);
+	io_uring_submit(&iw->uring);
 	bufring_destroy(w);
-	free(w->io_retry);
-	w->io_retry = NULL;
-	w->io_nretry = w->io_retry_cap = 0;
+	free(iw->retry);
+	iw->retry = NULL;
+	iw->nretry = iw->retry_cap = 0;
 }
 
 /* ---- the task's side ---- */
@@ -620,12 +643,12 @@ static void op_cancel(struct worker *w, struct io_op *op)
 	}
 	if ((s & OP_PHASE) != OP_FLIGHT || (s & OP_CANCELLED))
 		return;
-	if (op->kind == IOK_BLOCKING || op->kind == IOK_INFER) {
+	if (op->kind == IOK_BLOCKING || op->kind == IOK_EXT) {
 		/* The pool checks before it runs fn; a running fn finishes. */
 		atomic_fetch_or_explicit(&op->st, OP_CANCELLED,
 					 memory_order_relaxed);
-		if (op->kind == IOK_INFER)
-			infer_cancel(op); /* its driver removes the transfer */
+		if (op->kind == IOK_EXT && op->u.ext.ops->cancel)
+			op->u.ext.ops->cancel(op); /* its module completes it */
 		return;
 	}
 	if (op->worker == w->idx) {
@@ -676,8 +699,8 @@ void io_task_finish(struct worker *w, struct myriad_task *t)
 			op_cancel(w, op);
 			break;
 		case OP_DONE:
-			/* A result never read is dropped too (infer). */
-			if (op->kind == IOK_INFER)
+			/* A result never read is dropped too (IOK_EXT). */
+			if (op->kind == IOK_EXT)
 				op->oflags |= OF_HOLD;
 			io_op_drop(w->rt, op);
 			if (op->kind == IOK_ACCEPT)
@@ -701,8 +724,8 @@ void io_op_drop(struct myriad_rt *rt, struct io_op *op)
 	op_buf_release(rt, op);
 	if (op->oflags & OF_HOLD) {
 		op->oflags &= ~OF_HOLD;
-		if (op->kind == IOK_INFER)
-			infer_drop(op);
+		if (op->kind == IOK_EXT && op->u.ext.ops->drop)
+			op->u.ext.ops->drop(op);
 	}
 }
 
@@ -758,7 +781,7 @@ int io_op_result(struct myriad_task *self, struct io_op *op)
 		r = why ? why : -ECANCELED;
 	}
 	atomic_store_explicit(&op->st, OP_IDLE, memory_order_relaxed);
-	if (op->kind == IOK_INFER)
+	if (op->kind == IOK_EXT)
 		op->oflags |= OF_HOLD; /* the result stays readable */
 	if (!(op->oflags & (OF_BUF | OF_HOLD)))
 		list_del(self, op);
@@ -787,14 +810,16 @@ static void op_arm(struct worker *w, myriad_task_t *self, struct io_op *op,
 static void op_start(struct worker *w, myriad_task_t *self, struct io_op *op,
 		     uint8_t kind)
 {
+	struct io_worker *iw = worker_io(w);
 	bool linked = op->oflags & OF_DEADLINE;
 
-	if (linked && io_uring_sq_space_left(&w->uring) < 2)
+	if (linked && io_uring_sq_space_left(&iw->uring) < 2)
 		flush_sq(w);
 	op_arm(w, self, op, kind,
 	       OP_FLIGHT | (linked ? OP_LINKED : 0) |
 		       (linked ? 2 : 1) * OP_CQE_ONE);
-	w->io_inflight++;
+	iw->inflight++;
+	w->drv_busy = true;
 }
 
 /* After the caller's prep: name the record, link the deadline. */
@@ -888,8 +913,9 @@ int myriad_io_recv_buf(myriad_task_t *self, myriad_io_t *rec, int fd,
 	if (r == 0) {
 		if (op->res > 0 && (op->cflags & IORING_CQE_F_BUFFER)) {
 			op->oflags |= OF_BUF;
-			*data = buf_addr(w->rt->workers[op->worker].bufs,
-					 op->cflags >> IORING_CQE_BUFFER_SHIFT);
+			*data = buf_addr(
+				worker_io(&w->rt->workers[op->worker])->bufs,
+				op->cflags >> IORING_CQE_BUFFER_SHIFT);
 		} else if (op->cflags & IORING_CQE_F_BUFFER) {
 			/* A buffer with no bytes in it: straight back. */
 			op->oflags |= OF_BUF;
@@ -901,7 +927,7 @@ int myriad_io_recv_buf(myriad_task_t *self, myriad_io_t *rec, int fd,
 		return r;
 	if (fd < 0 || (flags & MSG_DONTWAIT))
 		return -EINVAL;
-	if (!w->bufs) {
+	if (!worker_io(w)->bufs) {
 		r = bufring_create(w);
 		if (r < 0)
 			return r;
@@ -1088,6 +1114,14 @@ int myriad_task_deadline(myriad_task_t *self, myriad_io_t *rec,
 	return 0;
 }
 
+/* A record completed off the ring (io_ext_complete()), in flight. */
+static void ext_arm(struct worker *w, struct myriad_task *self,
+		    struct io_op *op, uint8_t kind)
+{
+	op->res = 0;
+	op_arm(w, self, op, kind, OP_FLIGHT);
+}
+
 int64_t myriad_io_blocking(myriad_task_t *self, myriad_io_t *rec,
 			   myriad_blocking_fn fn, void *arg)
 {
@@ -1109,7 +1143,7 @@ int64_t myriad_io_blocking(myriad_task_t *self, myriad_io_t *rec,
 	op->u.blk.arg = arg;
 	op->u.blk.ret = 0;
 	/* Counted like an operation (offload.c step 1), not on a ring. */
-	io_ext_start(w, self, op, IOK_BLOCKING);
+	ext_arm(w, self, op, IOK_BLOCKING);
 	r = offload_submit(w->rt, op);
 	if (r < 0) {
 		atomic_fetch_sub_explicit(&self->state, TS_OPS_ONE,
@@ -1122,10 +1156,11 @@ int64_t myriad_io_blocking(myriad_task_t *self, myriad_io_t *rec,
 }
 
 void io_ext_start(struct worker *w, struct myriad_task *self, struct io_op *op,
-		  uint8_t kind)
+		  const struct io_ext_ops *ops, void *ctx)
 {
-	op->res = 0;
-	op_arm(w, self, op, kind, OP_FLIGHT);
+	op->u.ext.ctx = ctx;
+	op->u.ext.ops = ops;
+	ext_arm(w, self, op, IOK_EXT);
 }
 
 /* Any thread: the result, DONE (release), then the counted wake (step 3). */

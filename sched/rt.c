@@ -21,15 +21,9 @@
 #include "sched.h"
 #include "probes.h"
 #include "futex.h"
-#include "io/io.h"
 #include "bpf/signals.h"
 
 /* ---- how many workers ---- */
-
-/* Does the caller's options struct reach 'field'? (fields past sz: default) */
-#define OPT_HAS(o, field)                                           \
-	((o) && (o)->sz >= offsetof(struct myriad_rt_opts, field) + \
-				   sizeof((o)->field))
 
 /*
  * Parse cgroup v2 cpu.max ("max 100000" or "QUOTA PERIOD") into a CPU count
@@ -454,11 +448,11 @@ static void rt_free(struct myriad_rt *rt)
 				mallctl("tcache.destroy", NULL, NULL,
 					&w->tcache, sizeof(w->tcache));
 			/*
-			 * Rings close only now, once no thread can send a
-			 * wake to them: a closed ring's fd could be reused.
+			 * The driver's state goes only now, once no thread
+			 * can send a wake to it (a closed ring's fd could be
+			 * reused).
 			 */
-			park_ring_fini(w);
-			io_worker_fini(w);
+			rt->drv->worker_fini(w);
 			lq_fini(w);
 		}
 		for (i = 0; i < rt->nworkers; i++)
@@ -481,12 +475,9 @@ static void rt_free(struct myriad_rt *rt)
 	}
 	if (rt->oarena_ok)
 		arena_destroy(rt->oarena);
-	if (rt->oring_ok)
-		io_uring_queue_exit(&rt->oring);
+	rt->drv->rt_fini(rt);
 	inject_fini(&rt->inject);
 	idle_fini(&rt->idle);
-	pthread_mutex_destroy(&rt->olock);
-	pthread_mutex_destroy(&rt->offload_lock);
 	pthread_mutex_destroy(&rt->start_lock);
 	pthread_cond_destroy(&rt->start_cond);
 	free(rt);
@@ -497,15 +488,16 @@ static void rt_free(struct myriad_rt *rt)
  * 1. Set 'shutdown' (release): no new step starts after a worker sees it,
  *    and spawns and wakes from now on fail with -ESHUTDOWN. Stop the
  *    monitor of stuck steps (sysmon.c): nothing is taken over any more.
- * 2. Wake every worker through its ring, so sleepers see step 1.
+ * 2. Wake every worker through the driver, so sleepers see step 1.
  * 3. Wake every thread blocked in myriad_handle_join(): it sees step 1.
  * 4. Join the threads: a worker exits after its current step, and after
- *    cancelling the I/O in flight on its ring and reaping every one of its
- *    completions (io/ops.c step 8), so once all are joined no step runs
- *    and the kernel holds no pointer into a task. Then stop the blocking
- *    pool (its threads finish the call they run).
- * 5. Rings stay open until myriad_rt_destroy() (a wake may still be in
- *    flight to them); tasks are freed there, with the arenas.
+ *    its driver's drain (cancelling the I/O in flight and reaping every
+ *    completion: io/ops.c:8), so once all are joined no step runs and the
+ *    kernel holds no pointer into a task. Then stop the driver's threads
+ *    (the blocking pool's finish the call they run).
+ * 5. The driver's state (the rings) stays until myriad_rt_destroy() (a
+ *    wake may still be in flight to it); tasks are freed there, with the
+ *    arenas.
  */
 static void rt_stop(struct myriad_rt *rt)
 {
@@ -523,7 +515,7 @@ static void rt_stop(struct myriad_rt *rt)
 			pthread_join(rt->workers[i].thread, NULL);
 		rt->workers[i].thread_ok = false;
 	}
-	offload_stop(rt);
+	rt->drv->stop(rt);
 	rt->stopped = true;
 }
 
@@ -646,12 +638,18 @@ int myriad_rt_blocks(myriad_rt_t *rt, unsigned worker, struct myriad_block *out,
 	return k;
 }
 
-myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
+/*
+ * Create a runtime on driver 'drv' (driver.h): myriad_rt_create() is
+ * defined by the layer that implements the driver (io/), which names this
+ * layer; this one never names it.
+ */
+struct myriad_rt *rt_create(const struct myriad_rt_opts *opts,
+			    const struct sched_driver *drv, int *err)
 {
 	const struct myriad_policy_ops *pol = &myriad_policy_default;
 	struct myriad_policy_env env;
 	struct myriad_rt *rt = NULL;
-	unsigned n, i, entries = 256;
+	unsigned n, i;
 	const char *e;
 	int r;
 
@@ -660,14 +658,6 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 		    opts->workers > MYRIAD_WORKERS_MAX) {
 			r = -EINVAL;
 			goto err;
-		}
-		if (OPT_HAS(opts, ring_entries) && opts->ring_entries) {
-			entries = opts->ring_entries;
-			if (entries < 2 || entries > 32768 ||
-			    (entries & (entries - 1))) {
-				r = -EINVAL;
-				goto err;
-			}
 		}
 		if (OPT_HAS(opts, policy) && opts->policy)
 			pol = opts->policy;
@@ -698,9 +688,8 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	}
 	rt->nworkers = n;
 	rt->pol = pol;
+	rt->drv = drv;
 	atomic_init(&rt->active, n);
-	pthread_mutex_init(&rt->olock, NULL);
-	pthread_mutex_init(&rt->offload_lock, NULL);
 	pthread_mutex_init(&rt->start_lock, NULL);
 	pthread_cond_init(&rt->start_cond, NULL);
 	r = inject_init(&rt->inject);
@@ -709,10 +698,9 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 	r = idle_init(&rt->idle, n);
 	if (r < 0)
 		goto err_free;
-	r = io_uring_queue_init(16, &rt->oring, 0);
+	r = drv->rt_init(rt, opts);
 	if (r < 0)
 		goto err_free;
-	rt->oring_ok = true;
 	r = arena_create(&rt->oarena);
 	if (r < 0)
 		goto err_free;
@@ -744,7 +732,6 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 
 		w->rt = rt;
 		w->idx = i;
-		w->ring_entries = entries;
 		w->rng = rng_seed(i, (uint64_t)(uintptr_t)rt);
 		r = lq_init(w);
 		if (r < 0)
@@ -767,7 +754,7 @@ myriad_rt_t *myriad_rt_create(const struct myriad_rt_opts *opts, int *err)
 		}
 		rt->workers[i].thread_ok = true;
 	}
-	/* Wait until every ring exists (notifiers need their fds), then go. */
+	/* Wait until every worker's driver state exists (a wake needs it). */
 	pthread_mutex_lock(&rt->start_lock);
 	while (rt->started < n)
 		pthread_cond_wait(&rt->start_cond, &rt->start_lock);

@@ -12,7 +12,6 @@
 #include "probes.h"
 #include "bpf/signals.h"
 #include "futex.h"
-#include "io/io.h"
 
 /*
  * The state word protocol: why no wake-up is lost and no task runs twice.
@@ -245,12 +244,12 @@ void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
 }
 
 /* Give up the channel or timer the task waits on (sched.h, 'wait'). */
-void wait_release(struct myriad_task *t)
+void wait_release(struct worker *w, struct myriad_task *t)
 {
 	uintptr_t reg = atomic_load_explicit(&t->wait, memory_order_acquire);
 
 	if (reg & TW_TIMER)
-		timer_release(t);
+		w->rt->drv->timer_release(t);
 	else if (reg)
 		chan_task_finished(t);
 }
@@ -362,7 +361,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 		if ((s & (TF_CANCELLED | TF_CANCEL_SEEN)) == TF_CANCELLED) {
 			propagate_cancel(t);
 			if (t->ops)
-				io_task_cancel(w, t);
+				w->rt->drv->task_cancel(w, t);
 		}
 	}
 	w->joined = false;
@@ -403,10 +402,10 @@ void task_run(struct worker *w, struct myriad_task *t)
 	if (r == MYRIAD_DONE) {
 		if (unlikely(atomic_load_explicit(&t->wait,
 						  memory_order_acquire)))
-			wait_release(t);
+			wait_release(w, t);
 		/* Cancels what is in flight; the task waits for it (ZOMBIE). */
 		if (unlikely(t->ops))
-			io_task_finish(w, t);
+			w->rt->drv->task_finish(w, t);
 		if (t->children && !pend &&
 		    TS_JOIN(atomic_load_explicit(&t->state,
 						 memory_order_acquire)) == 0)
@@ -639,7 +638,7 @@ int myriad_task_cancel_reason(const myriad_task_t *self)
 }
 
 /*
- * An I/O operation of 't' completed (io/ops.c, offload.c): one operation
+ * An I/O operation of 't' completed (the driver's records): one operation
  * fewer in flight and a wake, in one compare-and-swap, as a finishing
  * child does for its parent (protocol step 4): the task cannot finish
  * while the count is not zero, so it is still there. 'w' is the worker

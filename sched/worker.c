@@ -12,12 +12,11 @@
 
 #include "sched.h"
 #include "probes.h"
-#include "io/io.h"
 
 /* Poll the inject queue at least this often, so that it cannot starve. */
 #define INJECT_INTERVAL 61
 #define INJECT_BACKLOG_INTERVAL 16
-/* How often the worker reaps its ring and asks the policy, in ticks. */
+/* How often the worker ticks its driver and asks the policy, in ticks. */
 #define MAINT_INTERVAL 61
 
 /*
@@ -301,9 +300,7 @@ static void worker_maintain(struct worker *w)
 {
 	struct myriad_rt *rt = w->rt;
 
-	io_tick(w);
-	park_reap(w);
-	io_timers_poll(w);
+	rt->drv->maintain(w);
 	rt_shm_publish(w, false);
 	if (unlikely(rt->pol->active_workers)) {
 		unsigned a = rt->pol->active_workers(rt->pctx);
@@ -331,9 +328,9 @@ static void worker_maintain(struct worker *w)
 /*
  * An urgent task (the HTTP client's driver: its one step feeds the I/O of
  * many tasks) ran on this worker lately: its sockets' completions should
- * not wait for the next maintenance tick. Every URGENT_PEEK ticks, enter
- * the ring if the kernel says completions wait (io_tick() looks at
- * IORING_SQ_TASKRUN first: a load when nothing waits). A worker where no
+ * not wait for the next maintenance tick. Every URGENT_PEEK ticks, poll
+ * the driver (it enters the ring only if the kernel says completions wait:
+ * a load of IORING_SQ_TASKRUN when nothing waits). A worker where no
  * urgent task ran for URGENT_QUIET ticks stops looking. agents: the LLM
  * answer reached the driver 0.5 ms after the server sent it, about 0.25 ms
  * with the peek, and the server's slots stood idle that much less.
@@ -347,7 +344,7 @@ static void urgent_peek(struct worker *w)
 		w->urgent_io = false;
 		return;
 	}
-	io_tick(w);
+	w->rt->drv->poll(w);
 }
 
 static int worker_setup(struct worker *w)
@@ -361,13 +358,9 @@ static int worker_setup(struct worker *w)
 	snprintf(name, sizeof(name), "myriad-w%u", w->idx);
 	pthread_setname_np(pthread_self(), name);
 	pin_update(w);
-	r = park_ring_init(w);
+	r = w->rt->drv->worker_init(w);
 	if (r < 0)
 		return r;
-	r = io_worker_init(w);
-	if (r < 0)
-		return r;
-	io_ops_init(w);
 	sz = sizeof(w->tcache);
 	if (mallctl("tcache.create", &w->tcache, &sz, NULL, 0) != 0)
 		return -ENOMEM;
@@ -411,9 +404,9 @@ void *worker_main(void *arg)
 			continue;
 		}
 		t = next_task(w);
-		if (!t && (w->io_queued || w->io_inflight || w->io_nretry)) {
+		if (!t && w->drv_busy) {
 			/* Submit the tick's I/O; completions may be work. */
-			io_tick(w);
+			rt->drv->poll(w);
 			t = next_task(w);
 		}
 		if (!t)
@@ -434,8 +427,7 @@ out:
 		w->searching = false;
 		idle_stop_searching(rt);
 	}
-	if (w->uring_ok)
-		io_drain(w);
+	rt->drv->drain(w);
 	sched_cur_worker = NULL;
 	return NULL;
 }
