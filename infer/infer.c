@@ -13,7 +13,7 @@
  * free windows, re-arms polls and the timer, and parks.
  *
  * Why a call completes once and its agent outlives it:
- * 1. The call's record is an I/O record of the agent (io/ops.c): starting
+ * 1. The call's record is an I/O record of the agent (io/record.c): starting
  *    it counts one operation in the agent's state word, so the agent
  *    cannot finish until io_ext_complete() takes it off again.
  * 2. A call lives on exactly one list at a time, under the pool's lock
@@ -39,7 +39,8 @@
 
 #include <myriad/infer.h>
 
-#include "io/io.h"
+#include "base/random.h"
+#include "io/record.h"
 #include "sched/probes.h"
 
 enum { CALL_CHAT, CALL_EMBED };
@@ -215,22 +216,6 @@ static void *cm_calloc(size_t nmemb, size_t size)
 #define mem_free(p) free(p)
 #endif
 
-static uint64_t now_ns(void)
-{
-	return myriad_now_ns();
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	*s = x;
-	return x;
-}
-
 /* ---- the queue (pool lock) ---- */
 
 static void q_push(struct myriad_infer *p, struct icall *c)
@@ -322,13 +307,13 @@ static void call_complete(struct driver *d, struct icall *c, int rc,
 	io_ext_complete(cur_worker(), c->op, rc);
 }
 
-void infer_drop(struct io_op *op)
+static void infer_drop(struct io_op *op)
 {
-	struct icall *c = op->u.inf.c;
+	struct icall *c = op->u.ext.ctx;
 
 	if (!c)
 		return;
-	op->u.inf.c = NULL;
+	op->u.ext.ctx = NULL;
 	c->parse_pending = false; /* never collected: free the body too */
 	call_free_transfer(NULL, c);
 	if (c->req)
@@ -341,9 +326,9 @@ void infer_drop(struct io_op *op)
 }
 
 /* Step 3: the agent side of a cancellation. */
-void infer_cancel(struct io_op *op)
+static void infer_cancel(struct io_op *op)
 {
-	struct icall *c = op->u.inf.c;
+	struct icall *c = op->u.ext.ctx;
 	int why = task_cancel_reason(op->task);
 	int z = 0;
 	unsigned i;
@@ -360,6 +345,12 @@ void infer_cancel(struct io_op *op)
 			myriad_waker_wake(c->pool->drv[i].waker);
 	}
 }
+
+/* What io/ calls on a call's record (io/record.h, IOK_EXT). */
+static const struct io_ext_ops call_ops = {
+	.cancel = infer_cancel,
+	.drop = infer_drop,
+};
 
 /* ---- curl callbacks ---- */
 
@@ -652,7 +643,7 @@ static int on_timer(CURLM *m, long ms, void *arg)
 
 	(void)m;
 	d->curl_deadline_ns =
-		ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)ms * 1000000u;
+		ms < 0 ? UINT64_MAX : myriad_now_ns() + (uint64_t)ms * 1000000u;
 	return 0;
 }
 
@@ -799,7 +790,8 @@ static void schedule_retry(struct driver *d, struct icall *c)
 {
 	struct myriad_infer *p = d->pool;
 	struct endpoint *e = &p->eps[c->ep];
-	uint64_t ceil = p->o.backoff_base_ns, delay, now = now_ns(), until;
+	uint64_t ceil = p->o.backoff_base_ns, delay, now = myriad_now_ns(),
+		 until;
 	unsigned i;
 
 	for (i = 1; i < c->attempts && ceil < p->o.backoff_max_ns; i++)
@@ -882,7 +874,7 @@ static void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		return;
 	}
 	if (rc == CURLE_OPERATION_TIMEDOUT && c->deadline_ns &&
-	    now_ns() + 1000000u >= c->deadline_ns) {
+	    myriad_now_ns() + 1000000u >= c->deadline_ns) {
 		call_complete(d, c, -ETIME, "deadline passed");
 		return;
 	}
@@ -1019,7 +1011,7 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 			 (long)(p->o.connect_timeout_ns / 1000000u));
 	tmo = p->o.timeout_ns;
 	if (c->deadline_ns) {
-		uint64_t now = now_ns();
+		uint64_t now = myriad_now_ns();
 
 		if (now >= c->deadline_ns)
 			return -ETIME;
@@ -1063,7 +1055,7 @@ static int transfer_start(struct driver *d, struct icall *c, int ep)
 static uint64_t admit(struct driver *d)
 {
 	struct myriad_infer *p = d->pool;
-	uint64_t now = now_ns(), next = UINT64_MAX, cool = UINT64_MAX;
+	uint64_t now = myriad_now_ns(), next = UINT64_MAX, cool = UINT64_MAX;
 	struct icall *c, *n;
 	bool full = false;
 	int ep, r, why;
@@ -1236,7 +1228,7 @@ static int driver_step(myriad_task_t *self, void *state)
 					 memory_order_acquire) ||
 		    atomic_load_explicit(&d->stop, memory_order_relaxed))
 			cancels(d);
-		if (d->curl_deadline_ns <= now_ns()) {
+		if (d->curl_deadline_ns <= myriad_now_ns()) {
 			d->curl_deadline_ns = UINT64_MAX;
 			curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT,
 						 0, &running);
@@ -1342,7 +1334,7 @@ myriad_infer_t *myriad_infer_create(myriad_rt_t *rt,
 
 		d->pool = p;
 		d->curl_deadline_ns = UINT64_MAX;
-		d->rng = 0x9E3779B97F4A7C15ull * (i + 1) ^ now_ns();
+		d->rng = rng_seed(i, myriad_now_ns());
 		d->multi = curl_multi_init();
 		if (!d->multi) {
 			r = -EIO;
@@ -1520,12 +1512,12 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	struct worker *w = cur_worker();
 	struct io_op *op = (struct io_op *)call;
 	struct icall *c;
-	int r = io_op_enter(w, self, op, IOK_INFER);
+	int r = io_op_enter(w, self, op, IOK_EXT);
 
 	if (r != 1 || !p || !req) {
 		json_decref(req); /* NULL-safe */
 		if (r == 0)
-			return settle(op->u.inf.c, io_op_result(self, op));
+			return settle(op->u.ext.ctx, io_op_result(self, op));
 		return r == 1 ? -EINVAL : r;
 	}
 	c = mem_zalloc(sizeof(*c));
@@ -1548,8 +1540,7 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	c->res.error = c->err;
 	c->stream = stream;
 	atomic_init(&c->slock.v, 0);
-	io_ext_start(w, self, op, IOK_INFER);
-	op->u.inf.c = c;
+	io_ext_start(w, self, op, &call_ops, c);
 	pthread_mutex_lock(&p->lock);
 	q_push(p, c);
 	pthread_mutex_unlock(&p->lock);
@@ -1622,7 +1613,7 @@ int myriad_infer_stream_read(myriad_task_t *self, myriad_infer_call_t *call,
 	int r;
 
 	if (!self || !op || !w || w->current != self || !buf || !cap ||
-	    cap > INT32_MAX || op->kind != IOK_INFER || !(c = op->u.inf.c) ||
+	    cap > INT32_MAX || op->kind != IOK_EXT || !(c = op->u.ext.ctx) ||
 	    !c->stream)
 		return -EINVAL;
 	for (;;) {
@@ -1671,12 +1662,12 @@ myriad_infer_result(const myriad_infer_call_t *call)
 {
 	const struct io_op *op = (const struct io_op *)call;
 
-	if (!op || op->kind != IOK_INFER || !op->u.inf.c ||
+	if (!op || op->kind != IOK_EXT || !op->u.ext.ctx ||
 	    (atomic_load_explicit(&op->st, memory_order_acquire) & 3u) == 1)
 		return NULL;
 	/* Finished but not yet collected by the task: parse it now. */
-	(void)settle(op->u.inf.c, 0);
-	return &op->u.inf.c->res;
+	(void)settle(op->u.ext.ctx, 0);
+	return &((struct icall *)op->u.ext.ctx)->res;
 }
 
 int myriad_infer_release(myriad_task_t *self, myriad_infer_call_t *call)
