@@ -20,7 +20,7 @@ struct offload;
  * A completion's user_data: the low bits say whose it is, the rest is
  * theirs (an index shifted by IO_UD_SHIFT, or an 8-aligned record
  * pointer). Wakes between workers are ring.c's; timeouts are timer.c's;
- * operations are ops.c's. user_data 0 is ignored.
+ * operations are record.c's. user_data 0 is ignored.
  */
 #define IO_UD_KIND 7ull
 #define IO_UD_WAKE 1ull	    /* a wake posted by another thread */
@@ -49,7 +49,7 @@ struct io_worker {
 	uint64_t tmo_ms;	     /* ... for this deadline */
 	struct __kernel_timespec tmo_ts;
 
-	/* Operations (ops.c). */
+	/* Operations (record.c, bufring.c). */
 	uint64_t inflight;	 /* records whose completion is due here */
 	unsigned queued;	 /* SQEs queued since the last enter */
 	bool draining;		 /* shutdown: cancel everything, reap */
@@ -94,19 +94,18 @@ bool ring_unpark(struct myriad_rt *rt, struct worker *from,
 /* Reap every completion the ring holds, overflowed ones too; no wait. */
 void ring_reap(struct worker *w);
 
-/* ops.c: the worker's side */
-void io_op_cqe(struct worker *w, const struct io_uring_cqe *cqe);
-void io_ops_init(struct worker *w);
 /* Submit what the tick queued and reap what completed: one enter. */
 void io_tick(struct worker *w);
 /* Shutdown, in the worker's thread: cancel everything in flight, reap. */
 void io_drain(struct worker *w);
+
+/* record.c: a completion of an operation (IO_UD_OP and above) */
+void io_op_cqe(struct worker *w, const struct io_uring_cqe *cqe);
 /* The task's side: cancel its operations; at DONE, settle its records. */
 void io_task_cancel(struct worker *w, struct myriad_task *t);
 void io_task_finish(struct worker *w, struct myriad_task *t);
 
-/* offload.c */
-int offload_submit(struct myriad_rt *rt, struct io_op *op);
+/* offload.c: the blocking-call pool's end (the workers are joined) */
 void offload_stop(struct myriad_rt *rt);
 
 #endif

@@ -30,7 +30,7 @@ struct io_ext_ops {
 	void (*drop)(struct io_op *op);
 };
 
-/* An operation record (myriad_io_t), in its task's state. See ops.c. */
+/* An operation record (myriad_io_t), in its task's state. See record.c. */
 struct io_op {
 	_Atomic uint32_t st; /* phase and flags, shared with the ring owner */
 	int32_t res;	     /* the kernel's result */

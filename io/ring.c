@@ -4,9 +4,10 @@
  * thread, woken by other threads' IORING_OP_MSG_RING, and reaped of every
  * completion (wakes, timeouts, operations) in one loop.
  */
+#include <stdlib.h>
 #include <string.h>
 
-#include "io/record.h"
+#include "io/internal.h"
 
 /*
  * The wake of sched/park.c:5, on the ring: why it is never lost.
@@ -107,7 +108,7 @@ static void send_wake(struct io_uring *ring, struct worker *target)
  * Reap what the ring holds without waiting; completions that overflowed
  * the completion queue are fetched too (none is lost). Wakes need nothing
  * (sched/park.c:6) but a resend when ours failed (step 3); timeouts go to
- * timer.c, operations to ops.c.
+ * timer.c, operations to record.c.
  */
 void ring_reap(struct worker *w)
 {
@@ -193,4 +194,103 @@ void ring_park(struct worker *w)
 	CTR_INC(w, MYRIAD_CTR_IO_ENTERS);
 	ring_reap(w);
 	timers_poll(w);
+}
+
+/* ---- submission, the tick and the drain ---- */
+
+/* Submit what is queued (an SQ full of our own entries empties here). */
+void flush_sq(struct worker *w)
+{
+	struct io_worker *iw = worker_io(w);
+	int r;
+
+	for (;;) {
+		r = io_uring_submit(&iw->uring);
+		CTR_INC(w, MYRIAD_CTR_IO_ENTERS);
+		if (r >= 0 || (r != -EBUSY && r != -EAGAIN && r != -EINTR))
+			break;
+		/* Completions must be reaped first (CQ backpressure). */
+		ring_reap(w);
+	}
+	iw->queued = 0;
+}
+
+struct io_uring_sqe *get_sqe(struct worker *w)
+{
+	struct io_worker *iw = worker_io(w);
+	struct io_uring_sqe *sqe;
+
+	while (!(sqe = io_uring_get_sqe(&iw->uring)))
+		flush_sq(w);
+	iw->queued++;
+	w->drv_busy = true; /* the run loop polls (sched/driver.h) */
+	return sqe;
+}
+
+/*
+ * Is an enter worth it: SQEs to submit, or completions to reap? With
+ * TASKRUN_FLAG the kernel says when completions wait to be posted
+ * (IORING_SQ_TASKRUN); without it, any operation in flight may have
+ * completed.
+ */
+static bool io_due(struct worker *w)
+{
+	struct io_worker *iw = worker_io(w);
+
+	if (iw->queued || io_uring_cq_ready(&iw->uring))
+		return true;
+	if (!iw->inflight)
+		return false;
+	if (!(iw->uring_flags & IORING_SETUP_TASKRUN_FLAG))
+		return true;
+	return IO_URING_READ_ONCE(*iw->uring.sq.kflags) & IORING_SQ_TASKRUN;
+}
+
+void io_tick(struct worker *w)
+{
+	struct io_worker *iw = worker_io(w);
+	int r;
+
+	if (iw->nretry)
+		retry_run(w);
+	if (io_due(w)) {
+		do {
+			r = io_uring_submit_and_get_events(&iw->uring);
+			CTR_INC(w, MYRIAD_CTR_IO_ENTERS);
+			if (r == -EBUSY || r == -EAGAIN)
+				ring_reap(w);
+		} while (r == -EBUSY || r == -EAGAIN || r == -EINTR);
+		iw->queued = 0;
+		ring_reap(w);
+	}
+	/* The run loop's hint (sched/driver.h): anything for the next poll? */
+	w->drv_busy = iw->queued || iw->inflight || iw->nretry;
+}
+
+/* The drain of io/record.c:8. */
+void io_drain(struct worker *w)
+{
+	struct io_worker *iw = worker_io(w);
+	struct io_uring_sqe *sqe;
+
+	iw->draining = true;
+	if (iw->inflight) {
+		sqe = get_sqe(w);
+		io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+		sqe->user_data = 0;
+	}
+	while (iw->inflight) {
+		if (iw->nretry)
+			retry_run(w);
+		if (!iw->inflight)
+			break;
+		io_uring_submit_and_wait(&iw->uring, 1);
+		CTR_INC(w, MYRIAD_CTR_IO_ENTERS);
+		ring_reap(w);
+	}
+	io_uring_submit(&iw->uring);
+	bufring_destroy(w);
+	free(iw->retry);
+	iw->retry = NULL;
+	iw->nretry = iw->retry_cap = 0;
 }

@@ -492,7 +492,7 @@ static void rt_free(struct myriad_rt *rt)
  * 3. Wake every thread blocked in myriad_handle_join(): it sees step 1.
  * 4. Join the threads: a worker exits after its current step, and after
  *    its driver's drain (cancelling the I/O in flight and reaping every
- *    completion: io/ops.c:8), so once all are joined no step runs and the
+ *    completion: io/record.c:8), so once all are joined no step runs and the
  *    kernel holds no pointer into a task. Then stop the driver's threads
  *    (the blocking pool's finish the call they run).
  * 5. The driver's state (the rings) stays until myriad_rt_destroy() (a
