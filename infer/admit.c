@@ -95,7 +95,7 @@ static bool window_take(struct endpoint *e)
 uint64_t admit(struct driver *d)
 {
 	struct myriad_infer *p = d->pool;
-	uint64_t now = now_ns(), next = UINT64_MAX, cool = UINT64_MAX;
+	uint64_t now = myriad_now_ns(), next = UINT64_MAX, cool = UINT64_MAX;
 	struct icall *c, *n;
 	bool full = false;
 	int ep, r, why;

@@ -4,7 +4,7 @@
  * owner, cancelled by the agent side, its result collected and released.
  *
  * Why a call completes once and its agent outlives it:
- * 1. The call's record is an I/O record of the agent (io/ops.c): starting
+ * 1. The call's record is an I/O record of the agent (io/record.c): starting
  *    it counts one operation in the agent's state word, so the agent
  *    cannot finish until io_ext_complete() takes it off again.
  * 2. A call lives on exactly one list at a time, under the pool's lock
@@ -69,13 +69,13 @@ void call_complete(struct driver *d, struct icall *c, int rc, const char *why)
 	io_ext_complete(cur_worker(), c->op, rc);
 }
 
-void infer_drop(struct io_op *op)
+static void infer_drop(struct io_op *op)
 {
-	struct icall *c = op->u.inf.c;
+	struct icall *c = op->u.ext.ctx;
 
 	if (!c)
 		return;
-	op->u.inf.c = NULL;
+	op->u.ext.ctx = NULL;
 	c->parse_pending = false; /* never collected: free the body too */
 	call_free_transfer(NULL, c);
 	if (c->req)
@@ -88,9 +88,9 @@ void infer_drop(struct io_op *op)
 }
 
 /* Step 3: the agent side of a cancellation. */
-void infer_cancel(struct io_op *op)
+static void infer_cancel(struct io_op *op)
 {
-	struct icall *c = op->u.inf.c;
+	struct icall *c = op->u.ext.ctx;
 	int why = task_cancel_reason(op->task);
 	int z = 0;
 	unsigned i;
@@ -108,6 +108,12 @@ void infer_cancel(struct io_op *op)
 	}
 }
 
+/* What io/ calls on a call's record (io/record.h, IOK_EXT). */
+static const struct io_ext_ops call_ops = {
+	.cancel = infer_cancel,
+	.drop = infer_drop,
+};
+
 static void wake_driver(struct myriad_infer *p, struct driver *d)
 {
 	if (!d)
@@ -124,12 +130,12 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	struct worker *w = cur_worker();
 	struct io_op *op = (struct io_op *)call;
 	struct icall *c;
-	int r = io_op_enter(w, self, op, IOK_INFER);
+	int r = io_op_enter(w, self, op, IOK_EXT);
 
 	if (r != 1 || !p || !req) {
 		json_decref(req); /* NULL-safe */
 		if (r == 0)
-			return settle(op->u.inf.c, io_op_result(self, op));
+			return settle(op->u.ext.ctx, io_op_result(self, op));
 		return r == 1 ? -EINVAL : r;
 	}
 	c = mem_zalloc(sizeof(*c));
@@ -152,8 +158,7 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	c->res.error = c->err;
 	c->stream = stream;
 	atomic_init(&c->slock.v, 0);
-	io_ext_start(w, self, op, IOK_INFER);
-	op->u.inf.c = c;
+	io_ext_start(w, self, op, &call_ops, c);
 	pthread_mutex_lock(&p->lock);
 	q_push(p, c);
 	pthread_mutex_unlock(&p->lock);
@@ -226,7 +231,7 @@ int myriad_infer_stream_read(myriad_task_t *self, myriad_infer_call_t *call,
 	int r;
 
 	if (!self || !op || !w || w->current != self || !buf || !cap ||
-	    cap > INT32_MAX || op->kind != IOK_INFER || !(c = op->u.inf.c) ||
+	    cap > INT32_MAX || op->kind != IOK_EXT || !(c = op->u.ext.ctx) ||
 	    !c->stream)
 		return -EINVAL;
 	for (;;) {
@@ -275,12 +280,12 @@ myriad_infer_result(const myriad_infer_call_t *call)
 {
 	const struct io_op *op = (const struct io_op *)call;
 
-	if (!op || op->kind != IOK_INFER || !op->u.inf.c ||
+	if (!op || op->kind != IOK_EXT || !op->u.ext.ctx ||
 	    (atomic_load_explicit(&op->st, memory_order_acquire) & 3u) == 1)
 		return NULL;
 	/* Finished but not yet collected by the task: parse it now. */
-	(void)settle(op->u.inf.c, 0);
-	return &op->u.inf.c->res;
+	(void)settle(op->u.ext.ctx, 0);
+	return &((struct icall *)op->u.ext.ctx)->res;
 }
 
 int myriad_infer_release(myriad_task_t *self, myriad_infer_call_t *call)

@@ -108,7 +108,7 @@ static int on_timer(CURLM *m, long ms, void *arg)
 
 	(void)m;
 	d->curl_deadline_ns =
-		ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)ms * 1000000u;
+		ms < 0 ? UINT64_MAX : myriad_now_ns() + (uint64_t)ms * 1000000u;
 	return 0;
 }
 
@@ -193,7 +193,7 @@ int driver_step(myriad_task_t *self, void *state)
 					 memory_order_acquire) ||
 		    atomic_load_explicit(&d->stop, memory_order_relaxed))
 			cancels(d);
-		if (d->curl_deadline_ns <= now_ns()) {
+		if (d->curl_deadline_ns <= myriad_now_ns()) {
 			d->curl_deadline_ns = UINT64_MAX;
 			curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT,
 						 0, &running);
@@ -228,7 +228,7 @@ int driver_init(struct myriad_infer *p, unsigned i)
 
 	d->pool = p;
 	d->curl_deadline_ns = UINT64_MAX;
-	d->rng = 0x9E3779B97F4A7C15ull * (i + 1) ^ now_ns();
+	d->rng = rng_seed(i, myriad_now_ns());
 	d->multi = curl_multi_init();
 	if (!d->multi)
 		return -EIO;

@@ -28,7 +28,8 @@
 
 #include <myriad/infer.h>
 
-#include "io/io.h"
+#include "base/random.h"
+#include "io/record.h"
 #include "infer/mem.h"
 
 enum { CALL_CHAT, CALL_EMBED };
@@ -125,22 +126,6 @@ struct myriad_infer {
 	unsigned ndrv;
 	_Atomic unsigned rr;
 };
-
-static inline uint64_t now_ns(void)
-{
-	return myriad_now_ns();
-}
-
-static inline uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	*s = x;
-	return x;
-}
 
 /* call.c: the owner completes the call, once (call.c:2) */
 void call_complete(struct driver *d, struct icall *c, int rc, const char *why);

@@ -52,7 +52,7 @@ static void schedule_retry(struct driver *d, struct icall *c)
 {
 	struct myriad_infer *p = d->pool;
 	struct endpoint *e = &p->eps[c->ep];
-	uint64_t ceil = p->o.backoff_base_ns, delay, now = now_ns(), until;
+	uint64_t ceil = p->o.backoff_base_ns, delay, now = myriad_now_ns(), until;
 	unsigned i;
 
 	for (i = 1; i < c->attempts && ceil < p->o.backoff_max_ns; i++)
@@ -135,7 +135,7 @@ void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		return;
 	}
 	if (rc == CURLE_OPERATION_TIMEDOUT && c->deadline_ns &&
-	    now_ns() + 1000000u >= c->deadline_ns) {
+	    myriad_now_ns() + 1000000u >= c->deadline_ns) {
 		call_complete(d, c, -ETIME, "deadline passed");
 		return;
 	}

@@ -200,7 +200,7 @@ int transfer_start(struct driver *d, struct icall *c, int ep)
 			 (long)(p->o.connect_timeout_ns / 1000000u));
 	tmo = p->o.timeout_ns;
 	if (c->deadline_ns) {
-		uint64_t now = now_ns();
+		uint64_t now = myriad_now_ns();
 
 		if (now >= c->deadline_ns)
 			return -ETIME;

@@ -3,18 +3,18 @@
  * io/offload.c: a small pool of threads for calls that have no io_uring
  * form (getaddrinfo, a library that blocks). A task queues a record; a
  * pool thread runs the call and completes the record the way the ring's
- * owner completes an operation (ops.c), so the task is woken the same way
- * and cannot finish while the call runs.
+ * owner completes an operation (record.c), so the task is woken the same
+ * way and cannot finish while the call runs.
  */
 #include <stdlib.h>
 
-#include "io/io.h"
+#include "io/internal.h"
 #include "sched/probes.h"
 
 /*
  * Why a call runs once and its task outlives it:
  * 1. myriad_io_blocking() counts the record in the task's operations (as
- *    ops.c step 2) before queueing it under the pool's lock, so the task
+ *    io/record.c:2) before queueing it under the pool's lock, so the task
  *    cannot finish until the record completes.
  * 2. A pool thread takes a record off the queue under the lock: each is
  *    taken once. If the task was cancelled by then, fn is not run.
@@ -63,7 +63,7 @@ static void *offload_main(void *arg)
 			op->u.blk.ret = op->u.blk.fn(op->u.blk.arg);
 			PROBE2(blocking_end, op, op->u.blk.ret);
 		}
-		/* Step 3 (ops.c's io_ext_complete()). */
+		/* Step 3 (record.c's io_ext_complete()). */
 		io_ext_complete(NULL, op, why);
 
 		pthread_mutex_lock(&p->lock);
@@ -86,7 +86,7 @@ static unsigned pool_size(void)
 	return (unsigned)n;
 }
 
-/* Start the pool on first use; under rt->offload_lock. */
+/* Start the pool on first use; under the runtime's offload_lock. */
 static int offload_start(struct myriad_rt *rt)
 {
 	unsigned n = pool_size(), i;
@@ -122,20 +122,21 @@ static int offload_start(struct myriad_rt *rt)
 		free(p);
 		return r;
 	}
-	rt->offload = p;
+	rt_io(rt)->offload = p;
 	return 0;
 }
 
-int offload_submit(struct myriad_rt *rt, struct io_op *op)
+static int offload_submit(struct myriad_rt *rt, struct io_op *op)
 {
+	struct io_rt *ir = rt_io(rt);
 	struct offload *p;
 	int r = 0;
 
-	pthread_mutex_lock(&rt->offload_lock);
-	if (!rt->offload)
+	pthread_mutex_lock(&ir->offload_lock);
+	if (!ir->offload)
 		r = offload_start(rt);
-	p = rt->offload;
-	pthread_mutex_unlock(&rt->offload_lock);
+	p = ir->offload;
+	pthread_mutex_unlock(&ir->offload_lock);
 	if (r < 0)
 		return r;
 	op->u.blk.qnext = NULL;
@@ -153,7 +154,8 @@ int offload_submit(struct myriad_rt *rt, struct io_op *op)
 /* Step 4; the workers are joined. */
 void offload_stop(struct myriad_rt *rt)
 {
-	struct offload *p = rt->offload;
+	struct io_rt *ir = rt_io(rt);
+	struct offload *p = ir->offload;
 	unsigned i;
 
 	if (!p)
@@ -167,5 +169,38 @@ void offload_stop(struct myriad_rt *rt)
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
-	rt->offload = NULL;
+	ir->offload = NULL;
+}
+
+int64_t myriad_io_blocking(myriad_task_t *self, myriad_io_t *rec,
+			   myriad_blocking_fn fn, void *arg)
+{
+	struct worker *w = cur_worker();
+	struct io_op *op = (struct io_op *)rec;
+	int64_t ret;
+	int r = io_op_enter(w, self, op, IOK_BLOCKING);
+
+	if (r == 0) {
+		/* res: 0, or the reason it never ran (step 2). */
+		ret = io_op_result(self, op);
+		return ret < 0 ? ret : op->u.blk.ret;
+	}
+	if (r != 1)
+		return r;
+	if (!fn || (op->oflags & OF_DEADLINE))
+		return -EINVAL;
+	op->u.blk.fn = fn;
+	op->u.blk.arg = arg;
+	op->u.blk.ret = 0;
+	/* Counted like an operation (step 1), not on a ring. */
+	ext_arm(w, self, op, IOK_BLOCKING);
+	r = offload_submit(w->rt, op);
+	if (r < 0) {
+		atomic_fetch_sub_explicit(&self->state, TS_OPS_ONE,
+					  memory_order_relaxed);
+		atomic_store_explicit(&op->st, OP_IDLE, memory_order_relaxed);
+		op_list_del(self, op);
+		return r;
+	}
+	return -EAGAIN;
 }

@@ -5,13 +5,10 @@
  * ticks and when the worker wakes), and the one io_uring timeout a parked
  * worker arms for its earliest deadline.
  */
-#include <string.h>
-#include <time.h>
-
 #include <stdlib.h>
+#include <string.h>
 
-#include "io/io.h"
-#include "io/wheel.h"
+#include "io/timer.h"
 
 /*
  * Why a timer fires once, never early, and never touches a freed task:
@@ -75,14 +72,6 @@ static void tm_set_state(struct timer *tm, uint64_t st)
 			 __ATOMIC_RELEASE);
 }
 
-uint64_t myriad_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t now_ms(void)
 {
 	return myriad_now_ns() / 1000000u;
@@ -90,27 +79,31 @@ static uint64_t now_ms(void)
 
 /* ---- per worker ---- */
 
-int io_worker_init(struct worker *w)
+int timers_init(struct worker *w)
 {
-	w->wheel = malloc(sizeof(*w->wheel));
-	if (!w->wheel)
+	struct io_worker *iw = worker_io(w);
+
+	iw->wheel = malloc(sizeof(*iw->wheel));
+	if (!iw->wheel)
 		return -ENOMEM;
-	wheel_init(w->wheel, now_ms());
-	atomic_init(&w->wlock.v, 0);
-	atomic_init(&w->timer_next, UINT64_MAX);
+	wheel_init(iw->wheel, now_ms());
+	atomic_init(&iw->wlock.v, 0);
+	atomic_init(&iw->timer_next, UINT64_MAX);
 	return 0;
 }
 
-void io_worker_fini(struct worker *w)
+void timers_fini(struct worker *w)
 {
-	free(w->wheel);
-	w->wheel = NULL;
+	struct io_worker *iw = worker_io(w);
+
+	free(iw->wheel);
+	iw->wheel = NULL;
 }
 
 /* Under the lock: the cached earliest deadline that pollers read. */
-static void update_next(struct worker *w)
+static void update_next(struct io_worker *iw)
 {
-	atomic_store_explicit(&w->timer_next, wheel_next(w->wheel),
+	atomic_store_explicit(&iw->timer_next, wheel_next(iw->wheel),
 			      memory_order_relaxed);
 }
 
@@ -132,20 +125,21 @@ static void fire(struct wheel_node *n, void *arg)
 		lq_push(w, t);
 }
 
-void io_timers_poll(struct worker *w)
+void timers_poll(struct worker *w)
 {
+	struct io_worker *iw = worker_io(w);
 	uint64_t now;
 
-	if (atomic_load_explicit(&w->timer_next, memory_order_relaxed) ==
+	if (atomic_load_explicit(&iw->timer_next, memory_order_relaxed) ==
 	    UINT64_MAX)
 		return;
 	now = now_ms();
-	if (now < atomic_load_explicit(&w->timer_next, memory_order_relaxed))
+	if (now < atomic_load_explicit(&iw->timer_next, memory_order_relaxed))
 		return;
-	spin_lock(&w->wlock);
-	wheel_advance(w->wheel, now, fire, w);
-	update_next(w);
-	spin_unlock(&w->wlock);
+	spin_lock(&iw->wlock);
+	wheel_advance(iw->wheel, now, fire, w);
+	update_next(iw);
+	spin_unlock(&iw->wlock);
 }
 
 /*
@@ -153,34 +147,37 @@ void io_timers_poll(struct worker *w)
  * at least as early is in flight. A later one left in flight only makes a
  * harmless early wake.
  */
-void io_timers_arm(struct worker *w)
+void timers_arm(struct worker *w)
 {
+	struct io_worker *iw = worker_io(w);
 	uint64_t next =
-		atomic_load_explicit(&w->timer_next, memory_order_relaxed);
+		atomic_load_explicit(&iw->timer_next, memory_order_relaxed);
 	struct io_uring_sqe *sqe;
 
-	if (next == UINT64_MAX || (w->tmo_armed && w->tmo_ms <= next))
+	if (next == UINT64_MAX || (iw->tmo_armed && iw->tmo_ms <= next))
 		return;
-	sqe = io_uring_get_sqe(&w->uring);
+	sqe = io_uring_get_sqe(&iw->uring);
 	if (!sqe) {
-		io_uring_submit(&w->uring);
-		sqe = io_uring_get_sqe(&w->uring);
+		io_uring_submit(&iw->uring);
+		sqe = io_uring_get_sqe(&iw->uring);
 		if (!sqe)
 			return;
 	}
-	w->tmo_ts.tv_sec = (long long)(next / 1000);
-	w->tmo_ts.tv_nsec = (long long)(next % 1000) * 1000000;
-	io_uring_prep_timeout(sqe, &w->tmo_ts, 0, IORING_TIMEOUT_ABS);
+	iw->tmo_ts.tv_sec = (long long)(next / 1000);
+	iw->tmo_ts.tv_nsec = (long long)(next % 1000) * 1000000;
+	io_uring_prep_timeout(sqe, &iw->tmo_ts, 0, IORING_TIMEOUT_ABS);
 	sqe->user_data = IO_UD_TIMEOUT | (next << IO_UD_SHIFT);
-	w->tmo_armed = true;
-	w->tmo_ms = next;
+	iw->tmo_armed = true;
+	iw->tmo_ms = next;
 }
 
-void io_cqe(struct worker *w, const struct io_uring_cqe *cqe)
+void timers_timeout_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 {
+	struct io_worker *iw = worker_io(w);
+
 	if ((cqe->user_data & IO_UD_KIND) == IO_UD_TIMEOUT &&
-	    (cqe->user_data >> IO_UD_SHIFT) == w->tmo_ms)
-		w->tmo_armed = false;
+	    (cqe->user_data >> IO_UD_SHIFT) == iw->tmo_ms)
+		iw->tmo_armed = false;
 }
 
 /* ---- the task side ---- */
@@ -191,12 +188,12 @@ void io_cqe(struct worker *w, const struct io_uring_cqe *cqe)
  */
 void timer_disarm(struct myriad_rt *rt, struct timer *tm)
 {
-	struct worker *ow;
+	struct io_worker *ow;
 
 	if (tm_state(tm) == TM_IDLE)
 		return;
 	if (tm_state(tm) != TM_FIRED) {
-		ow = &rt->workers[tm_worker(tm)];
+		ow = worker_io(&rt->workers[tm_worker(tm)]);
 		spin_lock(&ow->wlock);
 		if (tm_state(tm) == TM_ARMED)
 			wheel_remove(ow->wheel, &tm->node);
@@ -225,6 +222,7 @@ void timer_release(struct myriad_task *t)
 int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
 	      uint64_t deadline_ns, bool deadline, uint64_t now_ns)
 {
+	struct io_worker *iw = worker_io(w);
 	uint64_t d = (deadline_ns + 999999u) / 1000000u;
 	int r;
 
@@ -246,11 +244,11 @@ int timer_arm(struct worker *w, struct timer *tm, struct myriad_task *t,
 				 (deadline ? TM_DEADLINE : 0) |
 				 (TM_ARMED << TM_STATE_SHIFT),
 			 __ATOMIC_RELAXED);
-	spin_lock(&w->wlock);
-	r = wheel_insert(w->wheel, &tm->node);
+	spin_lock(&iw->wlock);
+	r = wheel_insert(iw->wheel, &tm->node);
 	if (r == 0)
-		update_next(w);
-	spin_unlock(&w->wlock);
+		update_next(iw);
+	spin_unlock(&iw->wlock);
 	if (r < 0) {
 		/* Not after the wheel's time, which never leads the clock. */
 		tm_set_state(tm, TM_IDLE);
@@ -273,7 +271,7 @@ static int sleep_until(myriad_task_t *self, myriad_timer_t *tmo,
 		return -EINVAL;
 	reg = atomic_load_explicit(&self->wait, memory_order_acquire);
 	if (reg && reg != ((uintptr_t)tm | TW_TIMER))
-		wait_release(self); /* one wait at a time */
+		wait_release(w, self); /* one wait at a time */
 	else if (reg) {
 		/* Racy while ARMED, settled when FIRED (step 5). */
 		st = tm_state(tm);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 
+#include "base/log2.h"
 #include "wheel.h"
 
 /*
@@ -30,7 +31,7 @@
 static unsigned level_for(uint64_t now, uint64_t when)
 {
 	uint64_t masked = (now ^ when) | (WHEEL_SLOTS - 1);
-	unsigned sig = 63 - (unsigned)__builtin_clzll(masked);
+	unsigned sig = log2_u64(masked);
 	unsigned level = sig / WHEEL_BITS;
 
 	return level < WHEEL_LEVELS ? level : WHEEL_LEVELS - 1;

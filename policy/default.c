@@ -5,7 +5,7 @@
  */
 #include <myriad/policy.h>
 
-#include "policy.h"
+#include "base/random.h"
 
 /*
  * Victims in a random rotation: attempt 0 picks a random other worker, the
@@ -21,7 +21,7 @@ static int default_steal_victim(void *ctx, unsigned self, unsigned attempt,
 	if (n < 2 || attempt + 1 >= n)
 		return -1;
 	if (attempt == 0) {
-		*rng = policy_rng_next(*rng);
+		rng_next(rng);
 		*rng |= 1;
 	}
 	start = (unsigned)((*rng >> 33) % (n - 1));

@@ -18,7 +18,7 @@
 
 #include <myriad.h>
 
-#include "policy.h"
+#include "base/random.h"
 
 #define KP_MAX 1024
 #define KP_PERIOD_NS 20000000ull /* 20 ms between looks */
@@ -346,7 +346,7 @@ static int kp_steal_victim(void *ctx, unsigned self, unsigned attempt,
 	if (n < 2 || attempt + 1 >= n)
 		return -1;
 	if (attempt == 0) {
-		*rng = policy_rng_next(*rng);
+		rng_next(rng);
 		*rng |= 1;
 	}
 	start = (unsigned)((*rng >> 33) % (n - 1));

@@ -201,7 +201,7 @@ static int op_begin(myriad_task_t *self, myriad_chan_t *ch, const void *p,
 		return -EINVAL;
 	reg = atomic_load_explicit(&self->wait, memory_order_acquire);
 	if (reg & TW_TIMER) {
-		timer_release(self); /* one wait at a time */
+		w->rt->drv->timer_release(self); /* one wait at a time */
 		reg = 0;
 	}
 	if (reg && (reg & ~CW_MASK) != (uintptr_t)ch)

@@ -13,18 +13,15 @@
 #include <sys/types.h>
 
 #include <ck_ring.h>
-#include <liburing.h>
 
 #include <myriad.h>
 
+#include "driver.h"
 #include "spin.h"
 
-struct wheel;
-struct offload;
 struct signals;
 struct sig_step;
 struct io_op;
-struct io_bufring;
 
 /* Compile-time knobs; meson passes them (see meson_options.txt). */
 #ifndef MYRIAD_LQ_CAP
@@ -72,6 +69,11 @@ void __tsan_release(void *addr);
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define CACHELINE 64
 
+/* Does the caller's options struct reach 'field'? (fields past sz: default) */
+#define OPT_HAS(o, field)                                           \
+	((o) && (o)->sz >= offsetof(struct myriad_rt_opts, field) + \
+				   sizeof((o)->field))
+
 static_assert((MYRIAD_LQ_CAP & (MYRIAD_LQ_CAP - 1)) == 0,
 	      "lq_cap must be a power of two");
 static_assert((MYRIAD_INJECT_CAP & (MYRIAD_INJECT_CAP - 1)) == 0,
@@ -104,7 +106,7 @@ enum task_flag {
 };
 
 /*
- * Bits 16-31: I/O operations in flight (io/ops.c), bits 32-63: children
+ * Bits 16-31: the driver's I/O operations in flight, bits 32-63: children
  * not yet finished. A task finishes only when both are zero.
  */
 #define TS_OPS_ONE (1ull << 16)
@@ -133,7 +135,7 @@ struct myriad_task {
 	void *up;
 	struct myriad_task *children; /* head of my children list */
 	struct myriad_task *sibling;  /* next child of my parent */
-	struct io_op *ops;	      /* I/O records in use (io/ops.c) */
+	struct io_op *ops;	      /* the driver's records in use */
 	_Atomic uintptr_t wait;	      /* channel or timer waited on */
 	int64_t result;
 };
@@ -203,7 +205,7 @@ struct worker {
 	_Atomic(struct myriad_task *) lifo; /* stealable LIFO slot */
 
 	/*
-	 * The spawn stack's takeover (queue.c, steps 6-11). 'stk_win': the
+	 * The spawn stack's takeover (sched/queue.c:6-11). 'stk_win': the
 	 * step window, 0 outside a step, else the running task | 1, written
 	 * by the owner once when a step begins and once when it ends (two
 	 * steps of one task in a row look like one to the monitor: at worst
@@ -219,7 +221,7 @@ struct worker {
 	/* Owner only. */
 	struct myriad_rt *rt __attribute__((aligned(CACHELINE)));
 	unsigned idx;
-	/* Tasks on the spawn stack: the owner writes, a thief reads (11). */
+	/* Stack entries: the owner writes, a thief reads (sched/queue.c:11) */
 	_Atomic unsigned stack_n;
 	unsigned lifo_streak;
 	uint32_t tick;
@@ -234,7 +236,7 @@ struct worker {
 	unsigned slot_streak;		 /* LIFO-slot runs in a row */
 	/*
 	 * Children the running step spawned and has not yet added to its
-	 * join count (task.c step 5): added by the step's closing
+	 * join count (sched/task.c:5): added by the step's closing
 	 * compare-and-swap, or earlier by join_flush() before a child can
 	 * become visible to another thread.
 	 */
@@ -247,28 +249,17 @@ struct worker {
 	unsigned arena, tcache;
 	bool arena_ok, tcache_ok;
 
-	/* Timers armed by tasks run here (io/timer.c), under wlock. */
-	struct wheel *wheel;
-	struct spin wlock;
-	_Atomic uint64_t timer_next; /* earliest deadline (ms), a hint */
-	bool tmo_armed;		     /* a ring timeout is in flight ... */
-	uint64_t tmo_ms;	     /* ... for this deadline */
-	struct __kernel_timespec tmo_ts;
+	/*
+	 * The driver's state for this worker (rt->drv->worker_init()), and
+	 * its hint to the run loop, owner only: false when the driver has
+	 * nothing a poll could move (nothing queued, in flight or waiting to
+	 * be retried); true may be stale, and the poll then clears it. One
+	 * load on the run loop's path, where a call per tick would cost.
+	 */
+	void *drv;
+	bool drv_busy;
 
 	struct sig_step *sigw; /* the step word the probes read, or NULL */
-	struct io_uring uring; /* parks here, and runs the tasks' I/O */
-	bool uring_ok;
-	unsigned uring_flags;
-	unsigned ring_entries;
-	/* I/O (io/ops.c), owner only unless said otherwise. */
-	uint64_t io_inflight;	 /* records whose completion is due here */
-	unsigned io_queued;	 /* SQEs queued since the last enter */
-	bool io_draining;	 /* shutdown: cancel everything, reap */
-	struct io_bufring *bufs; /* provided buffers for recv_buf */
-	struct io_op **io_retry; /* recvs that found no buffer */
-	unsigned io_nretry, io_retry_cap;
-	_Atomic uint64_t bufs_back; /* buffers given back, any thread */
-	uint64_t bufs_seen;
 	pthread_t thread;
 	bool thread_ok;
 	pid_t tid;
@@ -308,10 +299,13 @@ struct myriad_rt {
 	/* Cancellations ever requested: while 0, nobody walks ancestors. */
 	_Atomic uint64_t ncancels;
 
-	/* Outside threads notify workers through this ring. */
-	pthread_mutex_t olock;
-	struct io_uring oring;
-	bool oring_ok;
+	/*
+	 * The driver the workers park on (driver.h), and its state for the
+	 * runtime (how outside threads wake workers, its threads).
+	 */
+	const struct sched_driver *drv;
+	void *drv_ctx;
+
 	unsigned oarena; /* tasks spawned from outside */
 	bool oarena_ok;
 	_Atomic int64_t oallocs, ofrees;
@@ -338,10 +332,6 @@ struct myriad_rt {
 	struct myriad_shm *shm;
 	size_t shm_len;
 	char shm_name[48];
-
-	/* The blocking-call pool (io/offload.c), started on first use. */
-	struct offload *offload;
-	pthread_mutex_t offload_lock;
 
 	const struct myriad_policy_ops *pol;
 	void *pctx;
@@ -409,18 +399,15 @@ bool idle_park(struct myriad_rt *rt, struct worker *w);
 bool idle_unpark_self(struct myriad_rt *rt, struct worker *w);
 int idle_take_sleeper(struct myriad_rt *rt);
 
-/* park.c: sleeping in the ring, waking by MSG_RING */
-int park_ring_init(struct worker *w);
-void park_ring_fini(struct worker *w);
+/* park.c: sleeping on the driver, and waking sleepers */
 void park(struct worker *w);
 void park_sleep(struct worker *w);
 void notify_one(struct myriad_rt *rt, struct worker *from);
 void notify_local(struct myriad_rt *rt, struct worker *w);
 void notify_all(struct myriad_rt *rt);
-void park_reap(struct worker *w);
 bool work_visible(struct myriad_rt *rt);
 
-/* queue.c: the spawn stack's takeover (steps 6-11) */
+/* queue.c: the spawn stack's takeover (sched/queue.c:6-11) */
 void stk_reclaim(struct worker *w);
 unsigned lq_take_stack(struct worker *victim, uintptr_t win,
 		       struct myriad_task **v);
@@ -430,7 +417,7 @@ uintptr_t stk_hold(struct worker *w);
 void stk_unhold(struct worker *w, uintptr_t win);
 
 /*
- * A step begins (queue.c step 7): one store. Release: a thief that reads
+ * A step begins (sched/queue.c:7): one store. Release: a thief that reads
  * the window (acquire) sees the stack and join count as they were.
  */
 static inline void stk_open(struct worker *w, struct myriad_task *t)
@@ -440,7 +427,7 @@ static inline void stk_open(struct worker *w, struct myriad_task *t)
 }
 
 /*
- * The step ended (queue.c step 8): close the window, then look for a
+ * The step ended (sched/queue.c:8): close the window, then look for a
  * thief. Only a compiler barrier between the store and the load: the
  * thief's membarrier() is the fence of both sides.
  */
@@ -457,23 +444,46 @@ int sysmon_start(struct myriad_rt *rt);
 void sysmon_stop(struct myriad_rt *rt);
 void sysmon_kick(struct myriad_rt *rt);
 
-/* rt.c: an idle worker faults in fresh arena memory ahead of spawning */
+/* The policy's MYRIAD_POLICY_* flags: 0 from a struct older than them. */
+static inline unsigned pol_flags(const struct myriad_policy_ops *pol)
+{
+	return pol->sz >= offsetof(struct myriad_policy_ops, flags) +
+				       sizeof(pol->flags)
+		       ? pol->flags
+		       : 0;
+}
+
+/* The runtime's parts, which rt.c puts together. */
+/* cpus.c: how many workers; MYRIAD_POLICY_PIN's CPU for each */
+int count_workers(const struct myriad_rt_opts *o, unsigned *out);
+int pin_plan(struct myriad_rt *rt);
+
+/* arena.c: task arenas; an idle worker faults in memory ahead of spawning */
 #define PF_CHUNK ((uintptr_t)2 << 20)
+int arena_create(unsigned *a);
+void arena_destroy(unsigned a);
 bool rt_prefault_step(struct myriad_rt *rt);
 
-/* rt.c: refresh this worker's slot of the shared counters */
+/* stats.c: the shared counters, and this worker's slot refreshed */
+void shm_open_rt(struct myriad_rt *rt);
+void shm_close_rt(struct myriad_rt *rt);
 void rt_shm_publish(struct worker *w, bool parked);
+
+/* rt_signals.c: the scheduler signals of the runtime, and their end */
+void rt_signals_start(struct myriad_rt *rt, const struct myriad_rt_opts *opts);
+void rt_signals_stop(struct myriad_rt *rt);
 
 /* worker.c */
 void *worker_main(void *arg);
 
-/* chan.c, io/timer.c: give up what the task waits on */
+/* chan.c, task.c: give up what the task waits on (the running worker) */
 void chan_task_finished(struct myriad_task *t);
-void timer_release(struct myriad_task *t);
-void wait_release(struct myriad_task *t);
+void wait_release(struct worker *w, struct myriad_task *t);
 
-/* task.c, for io/: cancellation with a reason, I/O completion */
+/* task.c, for the driver: cancellation with a reason, I/O completion */
 void task_cancel_flags(struct myriad_task *t, uint64_t why);
+/* cancel.c: the runtime's half of cancellation, before the task's step */
+void propagate_cancel(struct myriad_task *t);
 int task_cancel_reason(const struct myriad_task *t);
 void task_op_done(struct worker *w, struct myriad_task *t);
 void task_op_wake(struct worker *w, struct myriad_task *t);

@@ -2,7 +2,7 @@
 /*
  * sched/sysmon.c: the monitor thread: it finds workers stuck in one step
  * (blocked in the kernel, or computing for long) while work waits on them,
- * and has another worker take that work over (queue.c steps 6-11).
+ * and has another worker take that work over (sched/queue.c:6-11).
  */
 #include <fcntl.h>
 #include <linux/membarrier.h>
@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "sched.h"
 #include "futex.h"
 
@@ -24,7 +25,7 @@
  * but when every other worker sleeps nobody searches: a step that spawns
  * children and then blocks while the others sleep strands them. So, like
  * Go's sysmon, one thread per runtime of two workers or more watches the
- * step windows (queue.c step 6):
+ * step windows (sched/queue.c:6):
  * 1. A probe reads every worker's window. A worker in a step that holds
  *    work (stack entries not taken yet, its ring or its LIFO slot) is a
  *    candidate; the probe notes its thread's CPU time.
@@ -37,17 +38,17 @@
  * 3. A stuck worker's window is marked (stk_stuck, then stuck_any) when
  *    its stack holds work and membarrier() is there; then notify_one()
  *    wakes a sleeper if nobody searches. Searchers take marked stacks over
- *    (worker.c), and the parking re-check counts them as work (park.c
- *    step 2), so mark, fence and idle-state read are park.c's step 3: no
- *    searcher parks past a marked stack without a sleeper being woken. A
- *    stuck worker's ring and LIFO slot are stealable as they are: the
- *    notification is all they need.
+ *    (worker.c), and the parking re-check counts them as work
+ *    (sched/park.c:2), so mark, fence and idle-state read are
+ *    sched/park.c:3: no searcher parks past a marked stack without a
+ *    sleeper being woken. A stuck worker's ring and LIFO slot are
+ *    stealable as they are: the notification is all they need.
  * 4. What it costs: a probe every period, and a confirmation STUCK_NS
  *    after it when there are candidates. The period is STUCK_NS after a
  *    stuck step was found and doubles up to MON_MAX_NS while none is:
  *    about 120 wake-ups a second at most on a busy runtime (Go's sysmon
  *    settles at 100). When every worker sleeps the monitor sleeps on a
- *    futex until one wakes (sysmon_kick(), after park.c step 6, a load of
+ *    futex until one wakes (sysmon_kick(), after sched/park.c:6, a load of
  *    one word): an idle runtime costs it no wake-up at all.
  */
 
@@ -92,8 +93,7 @@ static bool mon_move(struct myriad_rt *rt, uint32_t from, uint32_t to)
 /* Sleep 'ns' unless stopped; false once stopped. */
 static bool mon_nap(struct myriad_rt *rt, uint64_t ns)
 {
-	struct timespec ts = { (time_t)(ns / 1000000000ull),
-			       (long)(ns % 1000000000ull) };
+	struct timespec ts = ns_timespec(ns);
 
 	if (!mon_move(rt, MON_RUN, MON_NAP))
 		return false;
@@ -134,11 +134,7 @@ void sysmon_kick(struct myriad_rt *rt)
 
 static uint64_t thread_cpu_ns(struct mon_worker *m)
 {
-	struct timespec ts;
-
-	if (!m->clk_ok || clock_gettime(m->clk, &ts))
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return m->clk_ok ? clock_ns(m->clk) : 0;
 }
 
 /* The thread's state letter from /proc (R, S, D, ...), or 0. */
@@ -256,9 +252,10 @@ static void *mon_main(void *arg)
 
 /*
  * Start the monitor (runtimes of two workers or more): register for
- * membarrier() first, without which stacks are not taken over (queue.c
- * step 11) but the monitor still wakes sleepers for a stuck worker's ring
- * and LIFO slot. Returns 0 or -errno (the runtime runs on without it).
+ * membarrier() first, without which stacks are not taken over
+ * (sched/queue.c:11) but the monitor still wakes sleepers for a stuck
+ * worker's ring and LIFO slot. Returns 0 or -errno (the runtime runs on
+ * without it).
  */
 int sysmon_start(struct myriad_rt *rt)
 {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sched/task.c: the task's life: allocation from the worker's arena, the
- * state word that makes wake-ups exactly-once, running a step, join,
- * results, cancellation of a subtree, completion and freeing.
+ * state word that makes wake-ups exactly-once, running a step, a child's
+ * finish waking its parent, I/O completions' wakes, completion and freeing.
  */
 #include <string.h>
 
@@ -12,7 +12,6 @@
 #include "probes.h"
 #include "signals/signals.h"
 #include "futex.h"
-#include "io/io.h"
 
 /*
  * The state word protocol: why no wake-up is lost and no task runs twice.
@@ -61,7 +60,7 @@
  *    the stack, the inject queue) first adds the pending count with
  *    join_flush(), and myriad_task_join() counts it too. A thief that
  *    takes the stack over during the step adds the count itself before it
- *    runs a child, and tells the owner how much (queue.c step 9).
+ *    runs a child, and tells the owner how much (sched/queue.c:9).
  * 6. A task that finishes with a join count of zero and no handle enters
  *    DONE with a plain store, not a compare-and-swap: no child is left to
  *    decrement the word, a wake finding DONE changes nothing, and a cancel
@@ -127,7 +126,7 @@ struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
 	}
 	/*
 	 * Release: the worker that runs the task starts with an acquire load
-	 * of this word (task.c step 3), which makes the header and state
+	 * of this word (step 3), which makes the header and state
 	 * written above visible without relying on the queue's own fences.
 	 */
 	atomic_store_explicit(&t->state, init_state, memory_order_release);
@@ -171,31 +170,6 @@ bool task_wake_prepare(struct myriad_task *t)
 							  memory_order_relaxed))
 			return (s & TS_LC_MASK) == TS_IDLE;
 	}
-}
-
-/* Step 5: add the running step's pending children to its join count. */
-void join_flush(struct worker *w)
-{
-	uintptr_t held;
-	uint32_t n;
-
-	if (!atomic_load_explicit(&w->join_pending, memory_order_relaxed) ||
-	    !w->current)
-		return;
-	/*
-	 * A thief may read and add the pending count too (queue.c step 9):
-	 * close the step window first, which also takes what it added off.
-	 */
-	held = stk_hold(w);
-	n = atomic_load_explicit(&w->join_pending, memory_order_relaxed);
-	if (n) {
-		atomic_fetch_add_explicit(&w->current->state,
-					  (uint64_t)n * TS_JOIN_ONE,
-					  memory_order_relaxed);
-		atomic_store_explicit(&w->join_pending, 0,
-				      memory_order_relaxed);
-	}
-	stk_unhold(w, held);
 }
 
 /*
@@ -245,12 +219,12 @@ void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
 }
 
 /* Give up the channel or timer the task waits on (sched.h, 'wait'). */
-void wait_release(struct myriad_task *t)
+void wait_release(struct worker *w, struct myriad_task *t)
 {
 	uintptr_t reg = atomic_load_explicit(&t->wait, memory_order_acquire);
 
 	if (reg & TW_TIMER)
-		timer_release(t);
+		w->rt->drv->timer_release(t);
 	else if (reg)
 		chan_task_finished(t);
 }
@@ -277,24 +251,6 @@ static void reap_joined(struct worker *w, struct myriad_task *t,
 	for (; head; head = n) {
 		n = head->sibling;
 		task_free(w->rt, w, head);
-	}
-}
-
-/* The runtime's half of cancellation: mark and wake unfinished children. */
-static void propagate_cancel(struct myriad_task *t)
-{
-	uint64_t why = task_cancel_reason(t) == -ETIME ? TF_TIMEDOUT : 0;
-	struct myriad_task *c;
-
-	atomic_fetch_or_explicit(&t->state, TF_CANCEL_SEEN,
-				 memory_order_relaxed);
-	for (c = t->children; c; c = c->sibling) {
-		uint64_t s =
-			atomic_load_explicit(&c->state, memory_order_acquire);
-
-		if ((s & TS_LC_MASK) == TS_DONE || (s & TF_CANCELLED))
-			continue;
-		task_cancel_flags(c, why);
 	}
 }
 
@@ -362,7 +318,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 		if ((s & (TF_CANCELLED | TF_CANCEL_SEEN)) == TF_CANCELLED) {
 			propagate_cancel(t);
 			if (t->ops)
-				io_task_cancel(w, t);
+				w->rt->drv->task_cancel(w, t);
 		}
 	}
 	w->joined = false;
@@ -403,10 +359,10 @@ void task_run(struct worker *w, struct myriad_task *t)
 	if (r == MYRIAD_DONE) {
 		if (unlikely(atomic_load_explicit(&t->wait,
 						  memory_order_acquire)))
-			wait_release(t);
+			wait_release(w, t);
 		/* Cancels what is in flight; the task waits for it (ZOMBIE). */
 		if (unlikely(t->ops))
-			io_task_finish(w, t);
+			w->rt->drv->task_finish(w, t);
 		if (t->children && !pend &&
 		    TS_JOIN(atomic_load_explicit(&t->state,
 						 memory_order_acquire)) == 0)
@@ -477,169 +433,8 @@ void task_run(struct worker *w, struct myriad_task *t)
 	}
 }
 
-/* ---- the public task API ---- */
-
-static inline bool is_running_task(struct worker *w, myriad_task_t *self)
-{
-	return w && w->current == self && self;
-}
-
-myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
-				 const void *init, size_t size, unsigned flags,
-				 int *err)
-{
-	struct worker *w = cur_worker();
-	struct myriad_rt *rt;
-	struct myriad_task *t;
-	uint64_t s;
-	int e;
-
-	if (unlikely(!fn || size > MYRIAD_STATE_MAX ||
-		     (flags & ~(unsigned)MYRIAD_SPAWN_DETACHED) ||
-		     !is_running_task(w, self))) {
-		e = -EINVAL;
-		goto err;
-	}
-	rt = w->rt;
-	if (unlikely(atomic_load_explicit(&rt->shutdown,
-					  memory_order_relaxed))) {
-		e = -ESHUTDOWN;
-		goto err;
-	}
-	s = atomic_load_explicit(&self->state, memory_order_relaxed);
-	if (flags & MYRIAD_SPAWN_DETACHED) {
-		t = task_new(rt, w, fn, init, size, TS_SCHEDULED, rt);
-	} else {
-		uint64_t st = TS_SCHEDULED | TF_CHILD;
-
-		if ((s & TF_CANCELLED) ||
-		    (unlikely(atomic_load_explicit(&rt->ncancels,
-						   memory_order_relaxed)) &&
-		     myriad_task_cancelled(self)))
-			st |= TF_CANCELLED;
-		t = task_new(rt, w, fn, init, size, st, self);
-	}
-	if (unlikely(!t)) {
-		e = -ENOMEM;
-		goto err;
-	}
-	if (!(flags & MYRIAD_SPAWN_DETACHED)) {
-		/* Counted at the end of the step, or before it is seen (5). */
-		own_add32(&w->join_pending, 1);
-		t->sibling = self->children;
-		self->children = t;
-	}
-	CTR_INC(w, MYRIAD_CTR_SPAWNED);
-	PROBE3(spawn, (int)w->idx, t, fn);
-	task_schedule_spawned(rt, w, t);
-	if (err)
-		*err = 0;
-	return (flags & MYRIAD_SPAWN_DETACHED) ? NULL : t;
-err:
-	if (err)
-		*err = e;
-	return NULL;
-}
-
-int myriad_task_join(myriad_task_t *self)
-{
-	struct worker *w = cur_worker();
-
-	if (unlikely(!is_running_task(w, self)))
-		return -EINVAL;
-	/* Acquire: pairs with the children's release in child_finished. */
-	if (atomic_load_explicit(&w->join_pending, memory_order_relaxed) ||
-	    TS_JOIN(atomic_load_explicit(&self->state, memory_order_acquire)))
-		return 1;
-	w->joined = true;
-	w->joined_head = self->children;
-	return 0;
-}
-
-void myriad_task_set_result(myriad_task_t *self, int64_t value)
-{
-	if (self)
-		self->result = value;
-}
-
-int64_t myriad_task_result(const myriad_task_t *child)
-{
-	return child ? child->result : 0;
-}
-
-int myriad_task_status(const myriad_task_t *child)
-{
-	uint64_t s;
-
-	if (!child)
-		return -EINVAL;
-	s = atomic_load_explicit(&child->state, memory_order_relaxed);
-	if (!(s & TF_CANCELLED))
-		return 0;
-	return (s & TF_TIMEDOUT) ? -ETIME : -ECANCELED;
-}
-
 /*
- * Cancel 't' with a reason ('why': 0, or TF_TIMEDOUT for a deadline) and
- * wake it so that it sees it.
- */
-void task_cancel_flags(struct myriad_task *t, uint64_t why)
-{
-	struct myriad_rt *rt;
-	uint64_t s;
-
-	/* A finished task keeps the status it finished with. */
-	s = atomic_load_explicit(&t->state, memory_order_relaxed);
-	if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
-		return;
-	/*
-	 * Count first: whoever sees the flag (acquire, released by the
-	 * compare-and-swap below) then also sees a non-zero count, and walks
-	 * the ancestors where it matters (spawn, completion status).
-	 */
-	rt = task_rt(t);
-	atomic_fetch_add_explicit(&rt->ncancels, 1, memory_order_relaxed);
-	do {
-		if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
-			return;
-	} while (!atomic_compare_exchange_weak_explicit(
-		&t->state, &s, s | TF_CANCELLED | why, memory_order_acq_rel,
-		memory_order_relaxed));
-	if (task_wake_prepare(t))
-		task_schedule(rt, t);
-}
-
-int myriad_task_cancel(myriad_task_t *t)
-{
-	if (!t)
-		return -EINVAL;
-	task_cancel_flags(t, 0);
-	return 0;
-}
-
-int task_cancel_reason(const struct myriad_task *t)
-{
-	/* Ancestors outlive their children (a parent finishes last). */
-	while (t) {
-		uint64_t s =
-			atomic_load_explicit(&t->state, memory_order_acquire);
-
-		if (s & TF_CANCELLED)
-			return (s & TF_TIMEDOUT) ? -ETIME : -ECANCELED;
-		if (!(s & TF_CHILD))
-			return 0;
-		t = t->up;
-	}
-	return 0;
-}
-
-int myriad_task_cancel_reason(const myriad_task_t *self)
-{
-	return self ? task_cancel_reason(self) : 0;
-}
-
-/*
- * An I/O operation of 't' completed (io/ops.c, offload.c): one operation
+ * An I/O operation of 't' completed (the driver's records): one operation
  * fewer in flight and a wake, in one compare-and-swap, as a finishing
  * child does for its parent (protocol step 4): the task cannot finish
  * while the count is not zero, so it is still there. 'w' is the worker
@@ -677,65 +472,6 @@ void task_op_wake(struct worker *w, struct myriad_task *t)
 {
 	if (task_wake_prepare(t))
 		lq_push(w, t);
-}
-
-bool myriad_task_cancelled(const myriad_task_t *self)
-{
-	/* Ancestors outlive their children (a parent finishes last). */
-	while (self) {
-		uint64_t s = atomic_load_explicit(&self->state,
-						  memory_order_acquire);
-
-		if (s & TF_CANCELLED)
-			return true;
-		if (!(s & TF_CHILD))
-			return false;
-		self = self->up;
-	}
-	return false;
-}
-
-void *myriad_task_state(myriad_task_t *t)
-{
-	return t ? task_state(t) : NULL;
-}
-
-myriad_rt_t *myriad_current_rt(void)
-{
-	struct worker *w = cur_worker();
-
-	return w ? w->rt : NULL;
-}
-
-int myriad_current_worker(void)
-{
-	struct worker *w = cur_worker();
-
-	return w ? (int)w->idx : -1;
-}
-
-myriad_waker_t myriad_task_waker(myriad_task_t *self)
-{
-	struct worker *w = cur_worker();
-	myriad_waker_t wk = { NULL, NULL };
-
-	if (is_running_task(w, self)) {
-		wk.rt = w->rt;
-		wk.task = self;
-	}
-	return wk;
-}
-
-int myriad_waker_wake(myriad_waker_t wk)
-{
-	if (!wk.rt || !wk.task)
-		return -EINVAL;
-	if (atomic_load_explicit(&wk.rt->shutdown, memory_order_relaxed))
-		return -ESHUTDOWN;
-	if (!task_wake_prepare(wk.task))
-		return 0;
-	task_schedule(wk.rt, wk.task);
-	return 1;
 }
 
 /*

@@ -12,12 +12,11 @@
 
 #include "sched.h"
 #include "probes.h"
-#include "io/io.h"
 
 /* Poll the inject queue at least this often, so that it cannot starve. */
 #define INJECT_INTERVAL 61
 #define INJECT_BACKLOG_INTERVAL 16
-/* How often the worker reaps its ring and asks the policy, in ticks. */
+/* How often the worker ticks its driver and asks the policy, in ticks. */
 #define MAINT_INTERVAL 61
 
 /*
@@ -122,7 +121,7 @@ static struct myriad_task *next_task(struct worker *w)
 /*
  * Before a step, which may be long: if another active worker sleeps while
  * tasks wait here, make them stealable (the spawn stack's oldest half goes
- * to the ring) and let a sleeper know (park.c step 3). A worker that only
+ * to the ring) and let a sleeper know (sched/park.c:3). A worker that only
  * searches does not count: it steals from the ring and the LIFO slot as
  * they are, and sleeps (then counts) if it finds nothing. Spilling for
  * searchers made fork-join run breadth-first whenever a searcher was
@@ -153,7 +152,7 @@ static void share_work(struct worker *w)
 
 /*
  * Take over the spawn stack of a worker that the monitor found stuck in a
- * step (queue.c steps 6-11, sysmon.c): run the oldest task taken (the
+ * step (sched/queue.c:6-11, sysmon.c): run the oldest task taken (the
  * largest subtree), queue the rest on this worker's ring, where others
  * can steal them.
  */
@@ -237,7 +236,7 @@ static struct myriad_task *worker_search(struct worker *w)
 /*
  * A searching worker found work (from any source): it stops searching, and
  * the last searcher hands the baton on, so that the rest of what it found
- * has someone looking for it (park.c step 4).
+ * has someone looking for it (sched/park.c:4).
  */
 static void stop_searching(struct worker *w)
 {
@@ -301,9 +300,7 @@ static void worker_maintain(struct worker *w)
 {
 	struct myriad_rt *rt = w->rt;
 
-	io_tick(w);
-	park_reap(w);
-	io_timers_poll(w);
+	rt->drv->maintain(w);
 	rt_shm_publish(w, false);
 	if (unlikely(rt->pol->active_workers)) {
 		unsigned a = rt->pol->active_workers(rt->pctx);
@@ -331,9 +328,9 @@ static void worker_maintain(struct worker *w)
 /*
  * An urgent task (the HTTP client's driver: its one step feeds the I/O of
  * many tasks) ran on this worker lately: its sockets' completions should
- * not wait for the next maintenance tick. Every URGENT_PEEK ticks, enter
- * the ring if the kernel says completions wait (io_tick() looks at
- * IORING_SQ_TASKRUN first: a load when nothing waits). A worker where no
+ * not wait for the next maintenance tick. Every URGENT_PEEK ticks, poll
+ * the driver (it enters the ring only if the kernel says completions wait:
+ * a load of IORING_SQ_TASKRUN when nothing waits). A worker where no
  * urgent task ran for URGENT_QUIET ticks stops looking. agents: the LLM
  * answer reached the driver 0.5 ms after the server sent it, about 0.25 ms
  * with the peek, and the server's slots stood idle that much less.
@@ -347,7 +344,7 @@ static void urgent_peek(struct worker *w)
 		w->urgent_io = false;
 		return;
 	}
-	io_tick(w);
+	w->rt->drv->poll(w);
 }
 
 static int worker_setup(struct worker *w)
@@ -361,13 +358,9 @@ static int worker_setup(struct worker *w)
 	snprintf(name, sizeof(name), "myriad-w%u", w->idx);
 	pthread_setname_np(pthread_self(), name);
 	pin_update(w);
-	r = park_ring_init(w);
+	r = w->rt->drv->worker_init(w);
 	if (r < 0)
 		return r;
-	r = io_worker_init(w);
-	if (r < 0)
-		return r;
-	io_ops_init(w);
 	sz = sizeof(w->tcache);
 	if (mallctl("tcache.create", &w->tcache, &sz, NULL, 0) != 0)
 		return -ENOMEM;
@@ -411,9 +404,9 @@ void *worker_main(void *arg)
 			continue;
 		}
 		t = next_task(w);
-		if (!t && (w->io_queued || w->io_inflight || w->io_nretry)) {
+		if (!t && w->drv_busy) {
 			/* Submit the tick's I/O; completions may be work. */
-			io_tick(w);
+			rt->drv->poll(w);
 			t = next_task(w);
 		}
 		if (!t)
@@ -434,8 +427,7 @@ out:
 		w->searching = false;
 		idle_stop_searching(rt);
 	}
-	if (w->uring_ok)
-		io_drain(w);
+	rt->drv->drain(w);
 	sched_cur_worker = NULL;
 	return NULL;
 }

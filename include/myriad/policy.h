@@ -71,7 +71,7 @@ struct myriad_policy_ops {
 	 * Required. Worker 'self' is searching for work: return the index of
 	 * the worker to try to steal from at try number 'attempt' (0, 1, ...
 	 * up to workers - 2), or -1 to stop searching. 'rng' is the caller's
-	 * private random state (xorshift64*, never 0) for the policy to use.
+	 * private random state (xorshift64, never 0) for the policy to use.
 	 * Returning 'self' or an out-of-range index ends the search too.
 	 */
 	int (*steal_victim)(void *ctx, unsigned self, unsigned attempt,

@@ -27,7 +27,8 @@ static void like(const char *got, const char *pattern)
 
 int main(void)
 {
-	const char *start = (const char *)(uintptr_t)myriad_rt_create;
+	/* A public function longer than 0x10 bytes (not a tail call). */
+	const char *start = (const char *)(uintptr_t)myriad_rt_spawn;
 	char buf[256], small[8];
 	static int data;
 	void *heap;
@@ -35,16 +36,16 @@ int main(void)
 
 	t_name = "bpf/symbol";
 	r = myriad_symbol_name(start, buf, sizeof(buf));
-	printf("myriad_rt_create: %s (%d)\n", buf, r);
+	printf("myriad_rt_spawn: %s (%d)\n", buf, r);
 	CHECK_EQ(r, 0);
-	CHECK(!strcmp(buf, "myriad_rt_create (libmyriad.so.0)"),
-	      "got '%s', want 'myriad_rt_create (libmyriad.so.0)'", buf);
+	CHECK(!strcmp(buf, "myriad_rt_spawn (libmyriad.so.0)"),
+	      "got '%s', want 'myriad_rt_spawn (libmyriad.so.0)'", buf);
 
 	r = myriad_symbol_name(start + 0x10, buf, sizeof(buf));
-	printf("myriad_rt_create + 0x10: %s (%d)\n", buf, r);
+	printf("myriad_rt_spawn + 0x10: %s (%d)\n", buf, r);
 	CHECK_EQ(r, 0);
-	CHECK(!strcmp(buf, "myriad_rt_create+0x10 (libmyriad.so.0)"),
-	      "got '%s', want 'myriad_rt_create+0x10 (libmyriad.so.0)'", buf);
+	CHECK(!strcmp(buf, "myriad_rt_spawn+0x10 (libmyriad.so.0)"),
+	      "got '%s', want 'myriad_rt_spawn+0x10 (libmyriad.so.0)'", buf);
 
 	/* A static function: only the executable's name and an offset. */
 	r = myriad_symbol_name((const void *)(uintptr_t)not_exported, buf,

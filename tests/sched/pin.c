@@ -11,14 +11,14 @@
  */
 #include "helpers.h"
 #include "sched/sched.h"
-#include "policy/policy.h"
+#include "base/random.h"
 
 static _Atomic unsigned active_want;
 
 static int pol_victim(void *ctx, unsigned self, unsigned attempt, uint64_t *rng)
 {
 	(void)ctx;
-	*rng = policy_rng_next(*rng) | 1;
+	*rng = rng_next(rng) | 1;
 	return (int)((self + 1 + attempt) % 64);
 }
 

@@ -9,7 +9,7 @@
  */
 #include "helpers.h"
 #include "sched/sched.h"
-#include "policy/policy.h"
+#include "base/random.h"
 
 static unsigned nworkers;
 static _Atomic int init_calls, fini_calls, bad_victim_calls;
@@ -50,7 +50,7 @@ static int pol_victim(void *ctx, unsigned self, unsigned attempt, uint64_t *rng)
 
 	if (self >= c->workers || attempt + 1 >= c->workers || !rng || !*rng)
 		atomic_fetch_add(&bad_victim_calls, 1);
-	*rng = policy_rng_next(*rng) | 1;
+	*rng = rng_next(rng) | 1;
 	switch (atomic_load_explicit(&victim_mode, memory_order_relaxed)) {
 	case 1:
 		return (int)self;
