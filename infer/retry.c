@@ -52,7 +52,8 @@ static void schedule_retry(struct driver *d, struct icall *c)
 {
 	struct myriad_infer *p = d->pool;
 	struct endpoint *e = &p->eps[c->ep];
-	uint64_t ceil = p->o.backoff_base_ns, delay, now = myriad_now_ns(), until;
+	uint64_t ceil = p->o.backoff_base_ns, delay, now = myriad_now_ns(),
+		 until;
 	unsigned i;
 
 	for (i = 1; i < c->attempts && ceil < p->o.backoff_max_ns; i++)
