@@ -13,16 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "read_text.h"
 #include "shm_stale.h"
-
-static int64_t clock_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
 
 int shm_proc_start(pid_t pid, int64_t *real_ns)
 {
@@ -54,7 +47,8 @@ int shm_proc_start(pid_t pid, int64_t *real_ns)
 	 * starttime counts clock ticks in boot time (suspend included):
 	 * the wall clock of boot is now's wall clock less now's boot time.
 	 */
-	*real_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME) +
+	*real_ns = (int64_t)clock_ns(CLOCK_REALTIME) -
+		   (int64_t)clock_ns(CLOCK_BOOTTIME) +
 		   (int64_t)(ticks * (1000000000ull / (unsigned long)hz));
 	return 0;
 }

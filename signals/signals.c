@@ -18,14 +18,6 @@
 
 #include "signals_impl.h"
 
-uint64_t signals_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 ssize_t signals_pread(int fd, char *buf, size_t len)
 {
 	ssize_t r;
@@ -341,7 +333,7 @@ struct signals *signals_open(const pid_t *tids, unsigned n, unsigned flags,
 			goto err_free;
 	}
 	cgroup_find(s);
-	cgroup_refresh(s, signals_now_ns());
+	cgroup_refresh(s, clock_ns(CLOCK_MONOTONIC));
 	return s;
 
 err_free:

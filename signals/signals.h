@@ -36,6 +36,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "base/clock.h"
+
 #include "sig_shared.h"
 
 /* signals_source() */
@@ -143,7 +145,7 @@ void signals_set_period(struct signals *s, uint64_t period_ns);
 /*
  * Refresh what is read at the period: the /proc counters (the /proc
  * source) and the cgroup (both), if 'now_ns' (CLOCK_MONOTONIC, e.g.
- * signals_now_ns()) is a period past the last refresh. Any thread; a call
+ * clock_ns(CLOCK_MONOTONIC)) is a period past the last refresh. Any thread; a call
  * while another thread polls returns at once. Returns 1 refreshed, 0 not
  * yet (or another poller), -errno.
  */
@@ -173,8 +175,10 @@ int signals_cgroup(struct signals *s, struct cgroup_signals *out);
  */
 struct sig_step *signals_step_word(struct signals *s, unsigned worker);
 
-/* CLOCK_MONOTONIC in ns: the probe's clock (bpf_ktime_get_ns). */
-uint64_t signals_now_ns(void);
+/*
+ * The times signals are read at are clock_ns(CLOCK_MONOTONIC) (base/clock.h,
+ * the clock of myriad_now_ns()): the probes' clock (bpf_ktime_get_ns).
+ */
 
 /*
  * Publish that the worker runs a step of task 'task_id' with step function

@@ -182,7 +182,7 @@ static int proc_add(struct signals *s, unsigned worker, pid_t tid)
 		close_files(&nw);
 		return r;
 	}
-	nw.t0 = signals_now_ns();
+	nw.t0 = clock_ns(CLOCK_MONOTONIC);
 	nw.last_cpu = nw.base.cpu;
 	nw.cur.cpu = nw.base.cpu;
 	nw.cur.on_cpu = nw.base.state == 'R';

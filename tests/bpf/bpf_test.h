@@ -182,7 +182,7 @@ t_open_source(const char *source, const pid_t *tids, unsigned n, unsigned extra)
 static inline void t_snap(struct signals *s, unsigned worker,
 			  struct worker_signals *out)
 {
-	int r = signals_poll(s, signals_now_ns());
+	int r = signals_poll(s, clock_ns(CLOCK_MONOTONIC));
 
 	CHECK(r >= 0, "signals_poll: %d", r);
 	signals_read(s, worker, out);

@@ -33,7 +33,7 @@ static void script(struct t_thread *t)
 	for (i = 0; i < 3; i++)
 		t_sleep_ms(5);
 	sig_step_begin(w, TASK_BLOCKS, (const void *)step_sleeps,
-		       signals_now_ns());
+		       clock_ns(CLOCK_MONOTONIC));
 	step_sleeps();
 	sig_step_end(w);
 	signals_step_begin(t->s, t->worker, TASK_BURNS,
@@ -51,7 +51,7 @@ static void run_script(struct signals *s, struct worker_signals *out,
 
 	t_thread_start(&t);
 	CHECK_EQ(signals_register(s, 1, t.tid), 0);
-	*t0 = signals_now_ns();
+	*t0 = clock_ns(CLOCK_MONOTONIC);
 	atomic_store(&t.go, 1);
 	pthread_join(t.th, NULL);
 	signals_read(s, 1, out);

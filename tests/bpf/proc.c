@@ -25,7 +25,8 @@ static void script(struct t_thread *t)
 {
 	t_sleep_ms(30);
 	signals_step_begin_at(t->s, t->worker, TASK_BLOCKS,
-			      (const void *)step_sleeps, signals_now_ns());
+			      (const void *)step_sleeps,
+			      clock_ns(CLOCK_MONOTONIC));
 	step_sleeps();
 	signals_step_end(t->s, t->worker);
 	signals_step_begin(t->s, t->worker, TASK_BURNS, (const void *)script);
@@ -39,10 +40,10 @@ static void script(struct t_thread *t)
 static void poll_until_done(struct signals *s)
 {
 	while (!atomic_load(&script_done)) {
-		signals_poll(s, signals_now_ns());
+		signals_poll(s, clock_ns(CLOCK_MONOTONIC));
 		t_sleep_ms(1);
 	}
-	signals_poll(s, signals_now_ns() + SIGNALS_PERIOD_NS);
+	signals_poll(s, clock_ns(CLOCK_MONOTONIC) + SIGNALS_PERIOD_NS);
 }
 
 static void check_blocking(struct signals *s)

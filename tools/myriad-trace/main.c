@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "mtrace.h"
 
 #define EXIT_REFUSED 2
@@ -62,14 +63,6 @@ static void usage(FILE *f)
 	      "MYRIAD_STATS_SHM=1 (or myriad_rt_opts.stats_shm).\n"
 	      "Exit status: 0, 1 on an error while tracing, 2 when refused.\n",
 	      f);
-}
-
-static uint64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static bool parse_secs(const char *s, double *out, double min)
@@ -436,7 +429,7 @@ int main(int argc, char **argv)
 			"myriad-trace: no worker threads (myriad-w<N>) in "
 			"process %ld yet; waiting for them\n",
 			pid);
-	t0 = tlast = now_ns(CLOCK_MONOTONIC);
+	t0 = tlast = clock_ns(CLOCK_MONOTONIC);
 	if (duration > 0)
 		stop_at = t0 + (uint64_t)(duration * 1e9);
 	next = t0;
@@ -446,7 +439,7 @@ int main(int argc, char **argv)
 		next += (uint64_t)(interval * 1e9);
 		if (stop_at && next > stop_at)
 			next = stop_at;
-		while (!stop_sig && now_ns(CLOCK_MONOTONIC) < next)
+		while (!stop_sig && clock_ns(CLOCK_MONOTONIC) < next)
 			sleep_until(next);
 		if (stop_sig)
 			break;
@@ -454,9 +447,9 @@ int main(int argc, char **argv)
 			exited = true;
 			break;
 		}
-		now = now_ns(CLOCK_MONOTONIC);
+		now = clock_ns(CLOCK_MONOTONIC);
 		collect(&s, &iv);
-		iv.ts = (double)now_ns(CLOCK_REALTIME) / 1e9;
+		iv.ts = (double)clock_ns(CLOCK_REALTIME) / 1e9;
 		iv.secs = (double)(now - tlast) / 1e9;
 		iv.source = s.source;
 		blocks(&s, now, iv.ts);
@@ -476,7 +469,7 @@ int main(int argc, char **argv)
 	if (exited)
 		fprintf(stderr, "myriad-trace: process %ld exited\n", pid);
 	if (hists && !ferror(stdout)) {
-		double ts = (double)now_ns(CLOCK_REALTIME) / 1e9;
+		double ts = (double)clock_ns(CLOCK_REALTIME) / 1e9;
 
 		if (s.bpf) {
 			struct trace_hists h;
