@@ -363,6 +363,8 @@ void task_run(struct worker *w, struct myriad_task *t);
 bool task_wake_prepare(struct myriad_task *t);
 void task_schedule(struct myriad_rt *rt, struct myriad_task *t);
 void join_flush(struct worker *w);
+void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
+			   struct myriad_task *t);
 struct myriad_rt *task_rt(const struct myriad_task *t);
 
 /* queue.c: the local queue and LIFO slot */
@@ -486,35 +488,5 @@ int task_cancel_reason(const struct myriad_task *t);
 void task_op_done(struct worker *w, struct myriad_task *t);
 void task_op_wake(struct worker *w, struct myriad_task *t);
 void task_set_urgent(struct myriad_task *self);
-
-/*
- * task.c, task_api.c, handle.c: inline, since every spawn takes this path
- * (called across files it cost fib --n 25 1.3% more instructions). The
- * policy sends a task spawned or woken on worker 'w' to the inject queue:
- * put it there (children of the running step are counted first,
- * sched/task.c:5, since another worker may now run them).
- */
-static inline bool task_placed_inject(struct myriad_rt *rt, struct worker *w,
-				      struct myriad_task *t)
-{
-	if (likely(!rt->pol->spawn_place) ||
-	    rt->pol->spawn_place(rt->pctx, w->idx) != MYRIAD_PLACE_INJECT)
-		return false;
-	join_flush(w);
-	inject_push(&rt->inject, t);
-	w->need_notify = true;
-	return true;
-}
-
-/*
- * Queue a task just spawned by worker 'w' (of runtime 'rt'): on its spawn
- * stack, unless the policy sends it to the inject queue.
- */
-static inline void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
-					 struct myriad_task *t)
-{
-	if (!task_placed_inject(rt, w, t))
-		lq_push_stack(w, t);
-}
 
 #endif

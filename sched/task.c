@@ -173,6 +173,23 @@ bool task_wake_prepare(struct myriad_task *t)
 }
 
 /*
+ * The policy sends a task spawned or woken on worker 'w' to the inject
+ * queue: put it there (children of the running step are counted first,
+ * step 5, since another worker may now run them).
+ */
+static bool placed_inject(struct myriad_rt *rt, struct worker *w,
+			  struct myriad_task *t)
+{
+	if (likely(!rt->pol->spawn_place) ||
+	    rt->pol->spawn_place(rt->pctx, w->idx) != MYRIAD_PLACE_INJECT)
+		return false;
+	join_flush(w);
+	inject_push(&rt->inject, t);
+	w->need_notify = true;
+	return true;
+}
+
+/*
  * Queue a task that this thread just made SCHEDULED: on a worker of the
  * same runtime into its LIFO slot (or where the policy says), from anywhere
  * else into the inject queue with a notification.
@@ -182,12 +199,23 @@ void task_schedule(struct myriad_rt *rt, struct myriad_task *t)
 	struct worker *w = cur_worker();
 
 	if (likely(w && w->rt == rt)) {
-		if (!task_placed_inject(rt, w, t))
+		if (!placed_inject(rt, w, t))
 			lq_push_lifo(w, t);
 		return;
 	}
 	inject_push(&rt->inject, t);
 	notify_one(rt, NULL);
+}
+
+/*
+ * Queue a task just spawned by worker 'w' (of runtime 'rt'): on its spawn
+ * stack, unless the policy sends it to the inject queue.
+ */
+void task_schedule_spawned(struct myriad_rt *rt, struct worker *w,
+			   struct myriad_task *t)
+{
+	if (!placed_inject(rt, w, t))
+		lq_push_stack(w, t);
 }
 
 /* Give up the channel or timer the task waits on (sched.h, 'wait'). */
