@@ -60,7 +60,7 @@ struct io_op {
 			struct io_op *snext;
 		} ntf;
 		struct {
-			void *ctx; /* the starting module's (an inference call) */
+			void *ctx; /* the starting module's (a call) */
 			const struct io_ext_ops *ops;
 		} ext;
 	} u;

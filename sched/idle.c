@@ -7,7 +7,7 @@
 /*
  * The counts and the sleepers list change together under the idle lock,
  * with sequentially consistent read-modify-writes on the state word: that
- * is what park.c's numbered notify/park protocol (steps 1, 3, 4 and 6)
+ * is what the numbered notify/park protocol (sched/park.c:1, 3, 4 and 6)
  * relies on to show that no wake-up is lost.
  */
 
@@ -57,7 +57,7 @@ bool idle_stop_searching(struct myriad_rt *rt)
 }
 
 /*
- * Register 'w' as asleep (park.c step 1). Returns true if it was the last
+ * Register 'w' as asleep (sched/park.c:1). Returns true if it was the last
  * searcher, in which case the caller must look at every queue once more.
  */
 bool idle_park(struct myriad_rt *rt, struct worker *w)

@@ -50,7 +50,7 @@
 static void wake_worker(struct myriad_rt *rt, struct worker *from, unsigned idx)
 {
 	if (from && from->rt != rt)
-		from = NULL; /* a worker of another runtime: an outside thread */
+		from = NULL; /* another runtime's worker: an outside thread */
 	if (rt->drv->unpark(rt, from, &rt->workers[idx]) && from)
 		CTR_INC(from, MYRIAD_CTR_NOTIFIES);
 }

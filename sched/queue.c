@@ -72,7 +72,7 @@
  *    it waits there (stk_reclaim()), then takes the thief's note.
  * 9. Inside, the thief takes the entries from the note's base up to
  *    'stack_n' (acquire), oldest first. Children the running step spawned
- *    are not in its join count yet (task.c step 5), so before any taken
+ *    are not in its join count yet (sched/task.c:5), so before any taken
  *    task can run the thief adds the step's pending count (join_pending,
  *    read after 'stack_n', so it covers every child it takes), less what
  *    earlier thieves of this window added, to the running task's state

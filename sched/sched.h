@@ -205,7 +205,7 @@ struct worker {
 	_Atomic(struct myriad_task *) lifo; /* stealable LIFO slot */
 
 	/*
-	 * The spawn stack's takeover (queue.c, steps 6-11). 'stk_win': the
+	 * The spawn stack's takeover (sched/queue.c:6-11). 'stk_win': the
 	 * step window, 0 outside a step, else the running task | 1, written
 	 * by the owner once when a step begins and once when it ends (two
 	 * steps of one task in a row look like one to the monitor: at worst
@@ -221,7 +221,7 @@ struct worker {
 	/* Owner only. */
 	struct myriad_rt *rt __attribute__((aligned(CACHELINE)));
 	unsigned idx;
-	/* Tasks on the spawn stack: the owner writes, a thief reads (11). */
+	/* Stack entries: the owner writes, a thief reads (sched/queue.c:11) */
 	_Atomic unsigned stack_n;
 	unsigned lifo_streak;
 	uint32_t tick;
@@ -236,7 +236,7 @@ struct worker {
 	unsigned slot_streak;		 /* LIFO-slot runs in a row */
 	/*
 	 * Children the running step spawned and has not yet added to its
-	 * join count (task.c step 5): added by the step's closing
+	 * join count (sched/task.c:5): added by the step's closing
 	 * compare-and-swap, or earlier by join_flush() before a child can
 	 * become visible to another thread.
 	 */
@@ -354,6 +354,12 @@ static inline struct worker *cur_worker(void)
 	return sched_cur_worker;
 }
 
+/* Is 'self' the task whose step runs on worker 'w' (the caller's)? */
+static inline bool is_running_task(struct worker *w, myriad_task_t *self)
+{
+	return w && w->current == self && self;
+}
+
 /* task.c */
 struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
 			     myriad_step_fn fn, const void *init, size_t size,
@@ -407,7 +413,7 @@ void notify_local(struct myriad_rt *rt, struct worker *w);
 void notify_all(struct myriad_rt *rt);
 bool work_visible(struct myriad_rt *rt);
 
-/* queue.c: the spawn stack's takeover (steps 6-11) */
+/* queue.c: the spawn stack's takeover (sched/queue.c:6-11) */
 void stk_reclaim(struct worker *w);
 unsigned lq_take_stack(struct worker *victim, uintptr_t win,
 		       struct myriad_task **v);
@@ -417,7 +423,7 @@ uintptr_t stk_hold(struct worker *w);
 void stk_unhold(struct worker *w, uintptr_t win);
 
 /*
- * A step begins (queue.c step 7): one store. Release: a thief that reads
+ * A step begins (sched/queue.c:7): one store. Release: a thief that reads
  * the window (acquire) sees the stack and join count as they were.
  */
 static inline void stk_open(struct worker *w, struct myriad_task *t)
@@ -427,7 +433,7 @@ static inline void stk_open(struct worker *w, struct myriad_task *t)
 }
 
 /*
- * The step ended (queue.c step 8): close the window, then look for a
+ * The step ended (sched/queue.c:8): close the window, then look for a
  * thief. Only a compiler barrier between the store and the load: the
  * thief's membarrier() is the fence of both sides.
  */
@@ -444,12 +450,34 @@ int sysmon_start(struct myriad_rt *rt);
 void sysmon_stop(struct myriad_rt *rt);
 void sysmon_kick(struct myriad_rt *rt);
 
-/* rt.c: an idle worker faults in fresh arena memory ahead of spawning */
+/* The policy's MYRIAD_POLICY_* flags: 0 from a struct older than them. */
+static inline unsigned pol_flags(const struct myriad_policy_ops *pol)
+{
+	return pol->sz >= offsetof(struct myriad_policy_ops, flags) +
+				       sizeof(pol->flags)
+		       ? pol->flags
+		       : 0;
+}
+
+/* The runtime's parts, which rt.c puts together. */
+/* cpus.c: how many workers; MYRIAD_POLICY_PIN's CPU for each */
+int count_workers(const struct myriad_rt_opts *o, unsigned *out);
+int pin_plan(struct myriad_rt *rt);
+
+/* arena.c: task arenas; an idle worker faults in memory ahead of spawning */
 #define PF_CHUNK ((uintptr_t)2 << 20)
+int arena_create(unsigned *a);
+void arena_destroy(unsigned a);
 bool rt_prefault_step(struct myriad_rt *rt);
 
-/* rt.c: refresh this worker's slot of the shared counters */
+/* stats.c: the shared counters, and this worker's slot refreshed */
+void shm_open_rt(struct myriad_rt *rt);
+void shm_close_rt(struct myriad_rt *rt);
 void rt_shm_publish(struct worker *w, bool parked);
+
+/* rt_signals.c: the scheduler signals of the runtime, and their end */
+void rt_signals_start(struct myriad_rt *rt, const struct myriad_rt_opts *opts);
+void rt_signals_stop(struct myriad_rt *rt);
 
 /* worker.c */
 void *worker_main(void *arg);
@@ -460,6 +488,8 @@ void wait_release(struct worker *w, struct myriad_task *t);
 
 /* task.c, for the driver: cancellation with a reason, I/O completion */
 void task_cancel_flags(struct myriad_task *t, uint64_t why);
+/* cancel.c: the runtime's half of cancellation, before the task's step */
+void propagate_cancel(struct myriad_task *t);
 int task_cancel_reason(const struct myriad_task *t);
 void task_op_done(struct worker *w, struct myriad_task *t);
 void task_op_wake(struct worker *w, struct myriad_task *t);

@@ -2,7 +2,7 @@
 /*
  * sched/sysmon.c: the monitor thread: it finds workers stuck in one step
  * (blocked in the kernel, or computing for long) while work waits on them,
- * and has another worker take that work over (queue.c steps 6-11).
+ * and has another worker take that work over (sched/queue.c:6-11).
  */
 #include <fcntl.h>
 #include <linux/membarrier.h>
@@ -25,7 +25,7 @@
  * but when every other worker sleeps nobody searches: a step that spawns
  * children and then blocks while the others sleep strands them. So, like
  * Go's sysmon, one thread per runtime of two workers or more watches the
- * step windows (queue.c step 6):
+ * step windows (sched/queue.c:6):
  * 1. A probe reads every worker's window. A worker in a step that holds
  *    work (stack entries not taken yet, its ring or its LIFO slot) is a
  *    candidate; the probe notes its thread's CPU time.
@@ -38,17 +38,17 @@
  * 3. A stuck worker's window is marked (stk_stuck, then stuck_any) when
  *    its stack holds work and membarrier() is there; then notify_one()
  *    wakes a sleeper if nobody searches. Searchers take marked stacks over
- *    (worker.c), and the parking re-check counts them as work (park.c
- *    step 2), so mark, fence and idle-state read are park.c's step 3: no
- *    searcher parks past a marked stack without a sleeper being woken. A
- *    stuck worker's ring and LIFO slot are stealable as they are: the
- *    notification is all they need.
+ *    (worker.c), and the parking re-check counts them as work
+ *    (sched/park.c:2), so mark, fence and idle-state read are
+ *    sched/park.c:3: no searcher parks past a marked stack without a
+ *    sleeper being woken. A stuck worker's ring and LIFO slot are
+ *    stealable as they are: the notification is all they need.
  * 4. What it costs: a probe every period, and a confirmation STUCK_NS
  *    after it when there are candidates. The period is STUCK_NS after a
  *    stuck step was found and doubles up to MON_MAX_NS while none is:
  *    about 120 wake-ups a second at most on a busy runtime (Go's sysmon
  *    settles at 100). When every worker sleeps the monitor sleeps on a
- *    futex until one wakes (sysmon_kick(), after park.c step 6, a load of
+ *    futex until one wakes (sysmon_kick(), after sched/park.c:6, a load of
  *    one word): an idle runtime costs it no wake-up at all.
  */
 
@@ -252,9 +252,10 @@ static void *mon_main(void *arg)
 
 /*
  * Start the monitor (runtimes of two workers or more): register for
- * membarrier() first, without which stacks are not taken over (queue.c
- * step 11) but the monitor still wakes sleepers for a stuck worker's ring
- * and LIFO slot. Returns 0 or -errno (the runtime runs on without it).
+ * membarrier() first, without which stacks are not taken over
+ * (sched/queue.c:11) but the monitor still wakes sleepers for a stuck
+ * worker's ring and LIFO slot. Returns 0 or -errno (the runtime runs on
+ * without it).
  */
 int sysmon_start(struct myriad_rt *rt)
 {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sched/task.c: the task's life: allocation from the worker's arena, the
- * state word that makes wake-ups exactly-once, running a step, join,
- * results, cancellation of a subtree, completion and freeing.
+ * state word that makes wake-ups exactly-once, spawn and join, running a
+ * step, wakes of a parent and of I/O completions, completion and freeing.
  */
 #include <string.h>
 
@@ -60,7 +60,7 @@
  *    the stack, the inject queue) first adds the pending count with
  *    join_flush(), and myriad_task_join() counts it too. A thief that
  *    takes the stack over during the step adds the count itself before it
- *    runs a child, and tells the owner how much (queue.c step 9).
+ *    runs a child, and tells the owner how much (sched/queue.c:9).
  * 6. A task that finishes with a join count of zero and no handle enters
  *    DONE with a plain store, not a compare-and-swap: no child is left to
  *    decrement the word, a wake finding DONE changes nothing, and a cancel
@@ -126,7 +126,7 @@ struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
 	}
 	/*
 	 * Release: the worker that runs the task starts with an acquire load
-	 * of this word (task.c step 3), which makes the header and state
+	 * of this word (step 3), which makes the header and state
 	 * written above visible without relying on the queue's own fences.
 	 */
 	atomic_store_explicit(&t->state, init_state, memory_order_release);
@@ -182,7 +182,7 @@ void join_flush(struct worker *w)
 	    !w->current)
 		return;
 	/*
-	 * A thief may read and add the pending count too (queue.c step 9):
+	 * A thief may read and add the pending count too (sched/queue.c:9):
 	 * close the step window first, which also takes what it added off.
 	 */
 	held = stk_hold(w);
@@ -276,24 +276,6 @@ static void reap_joined(struct worker *w, struct myriad_task *t,
 	for (; head; head = n) {
 		n = head->sibling;
 		task_free(w->rt, w, head);
-	}
-}
-
-/* The runtime's half of cancellation: mark and wake unfinished children. */
-static void propagate_cancel(struct myriad_task *t)
-{
-	uint64_t why = task_cancel_reason(t) == -ETIME ? TF_TIMEDOUT : 0;
-	struct myriad_task *c;
-
-	atomic_fetch_or_explicit(&t->state, TF_CANCEL_SEEN,
-				 memory_order_relaxed);
-	for (c = t->children; c; c = c->sibling) {
-		uint64_t s =
-			atomic_load_explicit(&c->state, memory_order_acquire);
-
-		if ((s & TS_LC_MASK) == TS_DONE || (s & TF_CANCELLED))
-			continue;
-		task_cancel_flags(c, why);
 	}
 }
 
@@ -476,12 +458,7 @@ void task_run(struct worker *w, struct myriad_task *t)
 	}
 }
 
-/* ---- the public task API ---- */
-
-static inline bool is_running_task(struct worker *w, myriad_task_t *self)
-{
-	return w && w->current == self && self;
-}
+/* ---- the public task API: spawn and join (the rest: task_api.c) ---- */
 
 myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
 				 const void *init, size_t size, unsigned flags,
@@ -555,88 +532,6 @@ int myriad_task_join(myriad_task_t *self)
 	return 0;
 }
 
-void myriad_task_set_result(myriad_task_t *self, int64_t value)
-{
-	if (self)
-		self->result = value;
-}
-
-int64_t myriad_task_result(const myriad_task_t *child)
-{
-	return child ? child->result : 0;
-}
-
-int myriad_task_status(const myriad_task_t *child)
-{
-	uint64_t s;
-
-	if (!child)
-		return -EINVAL;
-	s = atomic_load_explicit(&child->state, memory_order_relaxed);
-	if (!(s & TF_CANCELLED))
-		return 0;
-	return (s & TF_TIMEDOUT) ? -ETIME : -ECANCELED;
-}
-
-/*
- * Cancel 't' with a reason ('why': 0, or TF_TIMEDOUT for a deadline) and
- * wake it so that it sees it.
- */
-void task_cancel_flags(struct myriad_task *t, uint64_t why)
-{
-	struct myriad_rt *rt;
-	uint64_t s;
-
-	/* A finished task keeps the status it finished with. */
-	s = atomic_load_explicit(&t->state, memory_order_relaxed);
-	if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
-		return;
-	/*
-	 * Count first: whoever sees the flag (acquire, released by the
-	 * compare-and-swap below) then also sees a non-zero count, and walks
-	 * the ancestors where it matters (spawn, completion status).
-	 */
-	rt = task_rt(t);
-	atomic_fetch_add_explicit(&rt->ncancels, 1, memory_order_relaxed);
-	do {
-		if ((s & TF_CANCELLED) || (s & TS_LC_MASK) == TS_DONE)
-			return;
-	} while (!atomic_compare_exchange_weak_explicit(
-		&t->state, &s, s | TF_CANCELLED | why, memory_order_acq_rel,
-		memory_order_relaxed));
-	if (task_wake_prepare(t))
-		task_schedule(rt, t);
-}
-
-int myriad_task_cancel(myriad_task_t *t)
-{
-	if (!t)
-		return -EINVAL;
-	task_cancel_flags(t, 0);
-	return 0;
-}
-
-int task_cancel_reason(const struct myriad_task *t)
-{
-	/* Ancestors outlive their children (a parent finishes last). */
-	while (t) {
-		uint64_t s =
-			atomic_load_explicit(&t->state, memory_order_acquire);
-
-		if (s & TF_CANCELLED)
-			return (s & TF_TIMEDOUT) ? -ETIME : -ECANCELED;
-		if (!(s & TF_CHILD))
-			return 0;
-		t = t->up;
-	}
-	return 0;
-}
-
-int myriad_task_cancel_reason(const myriad_task_t *self)
-{
-	return self ? task_cancel_reason(self) : 0;
-}
-
 /*
  * An I/O operation of 't' completed (the driver's records): one operation
  * fewer in flight and a wake, in one compare-and-swap, as a finishing
@@ -676,65 +571,6 @@ void task_op_wake(struct worker *w, struct myriad_task *t)
 {
 	if (task_wake_prepare(t))
 		lq_push(w, t);
-}
-
-bool myriad_task_cancelled(const myriad_task_t *self)
-{
-	/* Ancestors outlive their children (a parent finishes last). */
-	while (self) {
-		uint64_t s = atomic_load_explicit(&self->state,
-						  memory_order_acquire);
-
-		if (s & TF_CANCELLED)
-			return true;
-		if (!(s & TF_CHILD))
-			return false;
-		self = self->up;
-	}
-	return false;
-}
-
-void *myriad_task_state(myriad_task_t *t)
-{
-	return t ? task_state(t) : NULL;
-}
-
-myriad_rt_t *myriad_current_rt(void)
-{
-	struct worker *w = cur_worker();
-
-	return w ? w->rt : NULL;
-}
-
-int myriad_current_worker(void)
-{
-	struct worker *w = cur_worker();
-
-	return w ? (int)w->idx : -1;
-}
-
-myriad_waker_t myriad_task_waker(myriad_task_t *self)
-{
-	struct worker *w = cur_worker();
-	myriad_waker_t wk = { NULL, NULL };
-
-	if (is_running_task(w, self)) {
-		wk.rt = w->rt;
-		wk.task = self;
-	}
-	return wk;
-}
-
-int myriad_waker_wake(myriad_waker_t wk)
-{
-	if (!wk.rt || !wk.task)
-		return -EINVAL;
-	if (atomic_load_explicit(&wk.rt->shutdown, memory_order_relaxed))
-		return -ESHUTDOWN;
-	if (!task_wake_prepare(wk.task))
-		return 0;
-	task_schedule(wk.rt, wk.task);
-	return 1;
 }
 
 /*

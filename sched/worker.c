@@ -121,7 +121,7 @@ static struct myriad_task *next_task(struct worker *w)
 /*
  * Before a step, which may be long: if another active worker sleeps while
  * tasks wait here, make them stealable (the spawn stack's oldest half goes
- * to the ring) and let a sleeper know (park.c step 3). A worker that only
+ * to the ring) and let a sleeper know (sched/park.c:3). A worker that only
  * searches does not count: it steals from the ring and the LIFO slot as
  * they are, and sleeps (then counts) if it finds nothing. Spilling for
  * searchers made fork-join run breadth-first whenever a searcher was
@@ -152,7 +152,7 @@ static void share_work(struct worker *w)
 
 /*
  * Take over the spawn stack of a worker that the monitor found stuck in a
- * step (queue.c steps 6-11, sysmon.c): run the oldest task taken (the
+ * step (sched/queue.c:6-11, sysmon.c): run the oldest task taken (the
  * largest subtree), queue the rest on this worker's ring, where others
  * can steal them.
  */
@@ -236,7 +236,7 @@ static struct myriad_task *worker_search(struct worker *w)
 /*
  * A searching worker found work (from any source): it stops searching, and
  * the last searcher hands the baton on, so that the rest of what it found
- * has someone looking for it (park.c step 4).
+ * has someone looking for it (sched/park.c:4).
  */
 static void stop_searching(struct worker *w)
 {
