@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * io/record.h: an I/O record (myriad_io_t, in its task's state): its
- * layout and kinds, and the calls of modules above io/ (infer/) whose
+ * layout and kinds, and the calls of the modules above io/ whose
  * records complete through them rather than through a ring.
  */
 #ifndef MYRIAD_IO_RECORD_H
@@ -85,7 +85,7 @@ enum io_kind {
 };
 
 /*
- * For modules that complete records themselves (infer/): the common entry
+ * For modules above io/ that complete records themselves: the common entry
  * (1: start a new operation; 0: done, read it with io_op_result(); else
  * the value to return), starting an IOK_EXT record counted in the task
  * like an operation, with the module's 'ops' and 'ctx', and completing it
