@@ -57,7 +57,8 @@ void wheel_init(struct wheel *w, uint64_t now)
 	}
 }
 
-static void link(struct wheel *w, struct wheel_node *n)
+/* Link a node into the slot of its deadline (its level: how far off). */
+static void slot_link(struct wheel *w, struct wheel_node *n)
 {
 	uint64_t when = wheel_when(n);
 	unsigned l = level_for(w->now, when), s = slot_for(when, l);
@@ -74,7 +75,7 @@ int wheel_insert(struct wheel *w, struct wheel_node *n)
 {
 	if (wheel_when(n) <= w->now)
 		return -ETIME;
-	link(w, n);
+	slot_link(w, n);
 	w->count++;
 	return 0;
 }
@@ -175,7 +176,7 @@ size_t wheel_advance(struct wheel *w, uint64_t now,
 				fired++;
 				fire(n, ctx);
 			} else {
-				link(w, n);
+				slot_link(w, n);
 			}
 		}
 	}

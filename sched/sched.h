@@ -354,6 +354,12 @@ static inline struct worker *cur_worker(void)
 	return sched_cur_worker;
 }
 
+/* Is 'self' the task whose step runs on worker 'w' (the caller's)? */
+static inline bool is_running_task(struct worker *w, myriad_task_t *self)
+{
+	return w && w->current == self && self;
+}
+
 /* task.c */
 struct myriad_task *task_new(struct myriad_rt *rt, struct worker *w,
 			     myriad_step_fn fn, const void *init, size_t size,

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sched/task.c: the task's life: allocation from the worker's arena, the
- * state word that makes wake-ups exactly-once, running a step, a child's
- * finish waking its parent, I/O completions' wakes, completion and freeing.
+ * state word that makes wake-ups exactly-once, spawn and join, running a
+ * step, wakes of a parent and of I/O completions, completion and freeing.
  */
 #include <string.h>
 
@@ -170,6 +170,31 @@ bool task_wake_prepare(struct myriad_task *t)
 							  memory_order_relaxed))
 			return (s & TS_LC_MASK) == TS_IDLE;
 	}
+}
+
+/* Step 5: add the running step's pending children to its join count. */
+void join_flush(struct worker *w)
+{
+	uintptr_t held;
+	uint32_t n;
+
+	if (!atomic_load_explicit(&w->join_pending, memory_order_relaxed) ||
+	    !w->current)
+		return;
+	/*
+	 * A thief may read and add the pending count too (sched/queue.c:9):
+	 * close the step window first, which also takes what it added off.
+	 */
+	held = stk_hold(w);
+	n = atomic_load_explicit(&w->join_pending, memory_order_relaxed);
+	if (n) {
+		atomic_fetch_add_explicit(&w->current->state,
+					  (uint64_t)n * TS_JOIN_ONE,
+					  memory_order_relaxed);
+		atomic_store_explicit(&w->join_pending, 0,
+				      memory_order_relaxed);
+	}
+	stk_unhold(w, held);
 }
 
 /*
@@ -431,6 +456,80 @@ void task_run(struct worker *w, struct myriad_task *t)
 	default:
 		break;
 	}
+}
+
+/* ---- the public task API: spawn and join (the rest: task_api.c) ---- */
+
+myriad_task_t *myriad_task_spawn(myriad_task_t *self, myriad_step_fn fn,
+				 const void *init, size_t size, unsigned flags,
+				 int *err)
+{
+	struct worker *w = cur_worker();
+	struct myriad_rt *rt;
+	struct myriad_task *t;
+	uint64_t s;
+	int e;
+
+	if (unlikely(!fn || size > MYRIAD_STATE_MAX ||
+		     (flags & ~(unsigned)MYRIAD_SPAWN_DETACHED) ||
+		     !is_running_task(w, self))) {
+		e = -EINVAL;
+		goto err;
+	}
+	rt = w->rt;
+	if (unlikely(atomic_load_explicit(&rt->shutdown,
+					  memory_order_relaxed))) {
+		e = -ESHUTDOWN;
+		goto err;
+	}
+	s = atomic_load_explicit(&self->state, memory_order_relaxed);
+	if (flags & MYRIAD_SPAWN_DETACHED) {
+		t = task_new(rt, w, fn, init, size, TS_SCHEDULED, rt);
+	} else {
+		uint64_t st = TS_SCHEDULED | TF_CHILD;
+
+		if ((s & TF_CANCELLED) ||
+		    (unlikely(atomic_load_explicit(&rt->ncancels,
+						   memory_order_relaxed)) &&
+		     myriad_task_cancelled(self)))
+			st |= TF_CANCELLED;
+		t = task_new(rt, w, fn, init, size, st, self);
+	}
+	if (unlikely(!t)) {
+		e = -ENOMEM;
+		goto err;
+	}
+	if (!(flags & MYRIAD_SPAWN_DETACHED)) {
+		/* Counted at the end of the step, or before it is seen (5). */
+		own_add32(&w->join_pending, 1);
+		t->sibling = self->children;
+		self->children = t;
+	}
+	CTR_INC(w, MYRIAD_CTR_SPAWNED);
+	PROBE3(spawn, (int)w->idx, t, fn);
+	task_schedule_spawned(rt, w, t);
+	if (err)
+		*err = 0;
+	return (flags & MYRIAD_SPAWN_DETACHED) ? NULL : t;
+err:
+	if (err)
+		*err = e;
+	return NULL;
+}
+
+int myriad_task_join(myriad_task_t *self)
+{
+	struct worker *w = cur_worker();
+
+	if (unlikely(!is_running_task(w, self)))
+		return -EINVAL;
+	/* Acquire: pairs with the children's release in child_finished. */
+	if (atomic_load_explicit(&w->join_pending, memory_order_relaxed) ||
+	    TS_JOIN(atomic_load_explicit(&self->state, memory_order_acquire)))
+		return 1;
+	w->joined = true;
+	w->joined_head = self->children;
+	return 0;
 }
 
 /*
