@@ -28,6 +28,15 @@ int myriad_io_deadline(myriad_io_t *rec, uint64_t deadline_ns)
 		return -EBUSY;
 	if (op->kind == IOK_DEADLINE && (op->oflags & OF_LISTED))
 		return -EINVAL;
+	/*
+	 * The deadline shares the record's union with what a finished record
+	 * keeps: an inference call's result (until myriad_infer_release() or
+	 * the next start) and an accept's queue of descriptors. Writing it
+	 * there lost them (a crash at the next start, which drops the result
+	 * through a pointer the deadline overwrote).
+	 */
+	if ((op->oflags & OF_HOLD) || (op->kind == IOK_ACCEPT && op->u.acc.q))
+		return -EBUSY;
 	op->u.ts.tv_sec = (long long)(deadline_ns / 1000000000u);
 	op->u.ts.tv_nsec = (long long)(deadline_ns % 1000000000u);
 	op->oflags |= OF_DEADLINE;

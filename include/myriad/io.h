@@ -55,7 +55,9 @@ typedef struct myriad_io {
  * nanoseconds): if it has not completed by then the kernel cancels it and
  * it returns -ETIME. Set before the first call; it applies to that one
  * operation and is then cleared. Returns 0, -EINVAL, or -EBUSY while 'op'
- * is in flight.
+ * is in flight or still keeps what its last operation left: an inference
+ * call's result (release it first: myriad_infer_release()) or a multishot
+ * accept's queue.
  */
 MYRIAD_API int myriad_io_deadline(myriad_io_t *op, uint64_t deadline_ns);
 

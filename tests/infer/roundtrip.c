@@ -278,6 +278,15 @@ static int bad_step(myriad_task_t *self, void *arg)
 				    "[{\"role\":\"user\",\"content\":\"x\"}]",
 				    NULL));
 	job_take(st->j, rc, myriad_infer_result(&st->call));
+	/*
+	 * A deadline for the next call would overwrite the result the record
+	 * keeps: refused, and the result is still there.
+	 */
+	CHECK_ERR(
+		myriad_io_deadline(&st->call, myriad_now_ns() + 60000000000ull),
+		-EBUSY);
+	CHECK(myriad_infer_result(&st->call) != NULL,
+	      "the result after a refused deadline");
 	/* Not a stream: stream_read refuses it. */
 	CHECK_ERR(myriad_infer_stream_read(self, &st->call, buf, sizeof(buf)),
 		  -EINVAL);
@@ -292,6 +301,18 @@ static int bad_step(myriad_task_t *self, void *arg)
 	CHECK_ERR(myriad_infer_release(self, &st->other), -EBUSY);
 	MYRIAD_IO(st, rc, myriad_infer_chat(self, p, &st->other, NULL, NULL));
 	CHECK_ERR(rc, 0);
+	/* Released, the record takes a deadline, and the call runs with it. */
+	CHECK_ERR(myriad_infer_release(self, &st->call), 0);
+	CHECK_ERR(
+		myriad_io_deadline(&st->call, myriad_now_ns() + 60000000000ull),
+		0);
+	MYRIAD_IO(st, rc,
+		  myriad_infer_chat(self, p, &st->call,
+				    "[{\"role\":\"user\",\"content\":\"z\"}]",
+				    NULL));
+	CHECK_ERR(rc, 0);
+	CHECK(myriad_infer_result(&st->call) != NULL,
+	      "a result of the call with a deadline");
 	MYRIAD_END(st);
 }
 
