@@ -127,7 +127,8 @@ int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
 	struct endpoint *e;
 	const char *key = NULL;
 	char *auth = NULL;
-	size_t n;
+	size_t n, host;
+	bool v1;
 	int idx;
 
 	if (!p || !ep ||
@@ -137,6 +138,19 @@ int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
 	    (strncmp(ep->base_url, "http://", 7) &&
 	     strncmp(ep->base_url, "https://", 8)))
 		return -EINVAL;
+	/*
+	 * The base URL as the OpenAI SDKs take it: its path is the API's
+	 * root, to which /chat/completions and /embeddings are added
+	 * ("https://api.openai.com/v1", "http://host/openai/v1"). A bare
+	 * "scheme://host[:port]" has no path: the root is /v1 then.
+	 */
+	host = strncmp(ep->base_url, "https://", 8) ? 7 : 8;
+	n = strlen(ep->base_url);
+	while (n > host && ep->base_url[n - 1] == '/')
+		n--;
+	if (n == host || n > 4096)
+		return -EINVAL; /* no host, or no URL anyone serves */
+	v1 = !memchr(ep->base_url + host, '/', n - host);
 	if (ep->api_key_env) {
 		key = getenv(ep->api_key_env);
 		if (!key)
@@ -149,9 +163,6 @@ int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
 		return -ENOSPC;
 	}
 	e = &p->eps[idx];
-	n = strlen(ep->base_url);
-	while (n && ep->base_url[n - 1] == '/')
-		n--;
 	e->chat_url = malloc(n + 32);
 	e->embed_url = malloc(n + 32);
 	e->model = strdup(ep->model);
@@ -166,10 +177,10 @@ int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
 		pthread_mutex_unlock(&p->lock);
 		return -ENOMEM;
 	}
-	snprintf(e->chat_url, n + 32, "%.*s/v1/chat/completions", (int)n,
-		 ep->base_url);
-	snprintf(e->embed_url, n + 32, "%.*s/v1/embeddings", (int)n,
-		 ep->base_url);
+	snprintf(e->chat_url, n + 32, "%.*s%s/chat/completions", (int)n,
+		 ep->base_url, v1 ? "/v1" : "");
+	snprintf(e->embed_url, n + 32, "%.*s%s/embeddings", (int)n,
+		 ep->base_url, v1 ? "/v1" : "");
 	e->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 	e->hdrs = curl_slist_append(e->hdrs, "Expect:");
 	if (auth)

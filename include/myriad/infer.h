@@ -47,7 +47,13 @@ struct myriad_infer_opts {
 /* An endpoint; the strings are copied. */
 struct myriad_infer_endpoint {
 	size_t sz;
-	const char *base_url;	 /* e.g. "http://127.0.0.1:8080" */
+	/*
+	 * As the OpenAI SDKs take it: its path is the API's root, to which
+	 * "/chat/completions" and "/embeddings" are added
+	 * ("https://api.openai.com/v1", "http://127.0.0.1:8080/v1"); a bare
+	 * "http://127.0.0.1:8080" (no path) means its /v1.
+	 */
+	const char *base_url;
 	const char *api_key_env; /* environment variable with the key; NULL */
 	const char *model;	 /* the "model" of each request */
 	unsigned window;	 /* requests in flight at most; 0: 64 */

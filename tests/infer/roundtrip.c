@@ -415,6 +415,62 @@ static void test_keys(void)
 	pool_done(p);
 }
 
+/*
+ * Base URLs as the OpenAI SDKs take them: a path is the API's root
+ * (".../v1", with or without a slash), a bare host means its /v1, and
+ * another path is used as given (llm-server answers it 404).
+ */
+static void test_base_urls(void)
+{
+	static const struct {
+		const char *path;
+		int rc, status;
+	} cases[] = {
+		{ "", 0, 200 },	     { "/", 0, 200 },
+		{ "/v1", 0, 200 },   { "/v1/", 0, 200 },
+		{ "/v1//", 0, 200 }, { "/openai", MYRIAD_INFER_EHTTP, 404 },
+	};
+	struct myriad_infer_endpoint e;
+	char url[128];
+	struct job j;
+	size_t i;
+
+	t_phase("base URLs");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		myriad_infer_t *p = pool_new(NULL);
+
+		snprintf(url, sizeof(url), "%s%s", s.url, cases[i].path);
+		memset(&e, 0, sizeof(e));
+		e.sz = sizeof(e);
+		e.base_url = url;
+		e.model = "m";
+		CHECK_ERR(myriad_infer_add(p, &e), 0);
+		run_chat(&j, p, "[{\"role\":\"user\",\"content\":\"x\"}]", NULL,
+			 url);
+		CHECK_JOB_RC(&j, cases[i].rc);
+		CHECK(j.http_status == cases[i].status,
+		      "%s: HTTP status %d, want %d", url, j.http_status,
+		      cases[i].status);
+		job_embed(&j, p, "x");
+		run_jobs(&j, 1, url);
+		CHECK_JOB_RC(&j, cases[i].rc);
+		pool_done(p);
+	}
+	/* No host: refused, nothing added. */
+	{
+		myriad_infer_t *p = pool_new(NULL);
+
+		memset(&e, 0, sizeof(e));
+		e.sz = sizeof(e);
+		e.model = "m";
+		e.base_url = "http://";
+		CHECK_ERR(myriad_infer_add(p, &e), -EINVAL);
+		e.base_url = "https:///";
+		CHECK_ERR(myriad_infer_add(p, &e), -EINVAL);
+		pool_done(p);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char llm[16];
@@ -439,6 +495,7 @@ int main(int argc, char **argv)
 	pool_done(p);
 	test_no_endpoint();
 	test_keys();
+	test_base_urls();
 
 	t_rt_done(rt);
 	srv_stop(&s);
