@@ -435,6 +435,7 @@ int main(int argc, char **argv)
 	next = t0;
 	for (;;) {
 		uint64_t now;
+		double read_at;
 
 		next += (uint64_t)(interval * 1e9);
 		if (stop_at && next > stop_at)
@@ -448,8 +449,10 @@ int main(int argc, char **argv)
 			break;
 		}
 		now = clock_ns(CLOCK_MONOTONIC);
+		read_at = (double)clock_ns(CLOCK_REALTIME) / 1e9;
 		collect(&s, &iv);
 		iv.ts = (double)clock_ns(CLOCK_REALTIME) / 1e9;
+		iv.read_s = iv.ts - read_at;
 		iv.secs = (double)(now - tlast) / 1e9;
 		iv.source = s.source;
 		blocks(&s, now, iv.ts);

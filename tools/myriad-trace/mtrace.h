@@ -136,6 +136,7 @@ struct blocks_iv {
 struct interval {
 	double ts;	    /* wall clock at its end, Unix seconds */
 	double secs;	    /* its length */
+	double read_s;	    /* the counts were read in [ts - read_s, ts] */
 	const char *source; /* "bpf" or "shm+proc" */
 	struct row_out *rows;
 	unsigned n;

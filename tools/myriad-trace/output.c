@@ -254,8 +254,8 @@ void out_json(FILE *f, const struct interval *iv)
 
 	fprintf(f,
 		"{\"type\":\"interval\",\"ts\":%.6f,\"interval_s\":%.6f,"
-		"\"source\":\"%s\",\"workers\":[",
-		iv->ts, iv->secs, iv->source);
+		"\"read_s\":%.6f,\"source\":\"%s\",\"workers\":[",
+		iv->ts, iv->secs, iv->read_s, iv->source);
 	for (i = 0; i < iv->n; i++) {
 		const struct row_out *r = &iv->rows[i];
 
