@@ -55,8 +55,20 @@ struct myriad_infer_endpoint {
 	 */
 	const char *base_url;
 	const char *api_key_env; /* environment variable with the key; NULL */
-	const char *model;	 /* the "model" of each request */
+	const char *model;	 /* the "model" of a request that has none */
 	unsigned window;	 /* requests in flight at most; 0: 64 */
+	/* Since 0.2; a caller built against 0.1 (a smaller sz) has none. */
+	const char *organization; /* OpenAI-Organization header; NULL */
+	const char *project;	  /* OpenAI-Project header; NULL */
+	/*
+	 * Azure OpenAI: with api_version set, the key goes in an "api-key"
+	 * header instead of "Authorization: Bearer", and every URL gets
+	 * "?api-version=..." (base_url ".../openai/deployments/NAME").
+	 */
+	const char *azure_api_version;
+	/* More headers, "Name: value" each, NULL-terminated; NULL: none.
+	 * They are added after, and so override, the ones above. */
+	const char *const *headers;
 };
 
 /*
@@ -71,8 +83,9 @@ myriad_infer_create(myriad_rt_t *rt, const struct myriad_infer_opts *opts,
 
 /*
  * Add an endpoint; returns its index, or -EINVAL (bad URL, window over
- * 65535, sz too small), -ENOMEM, -ENOKEY (api_key_env names a variable
- * that is not set).
+ * 65535, sz too small, a header without ':' or with a CR or LF), -ENOMEM,
+ * -ENOKEY (api_key_env names a variable that is not set). Every request
+ * carries "User-Agent: myriad/MAJOR.MINOR" unless 'headers' sets one.
  */
 MYRIAD_API int myriad_infer_add(myriad_infer_t *p,
 				const struct myriad_infer_endpoint *ep);
@@ -86,26 +99,94 @@ MYRIAD_API int myriad_infer_destroy(myriad_infer_t *p);
 
 /* Error codes of a call besides negative errnos. */
 enum {
-	MYRIAD_INFER_EHTTP = -10001,	  /* HTTP error status (http_status) */
-	MYRIAD_INFER_EBODY = -10002,	  /* malformed response body */
-	MYRIAD_INFER_ETOOBIG = -10003,	  /* response over max_response */
-	MYRIAD_INFER_ECONNECT = -10004,	  /* could not connect / reset */
-	MYRIAD_INFER_ENOENDPOINT = -10005 /* the pool has no endpoint */
+	MYRIAD_INFER_EHTTP = -10001,	   /* HTTP error status (http_status) */
+	MYRIAD_INFER_EBODY = -10002,	   /* malformed response body */
+	MYRIAD_INFER_ETOOBIG = -10003,	   /* response over max_response */
+	MYRIAD_INFER_ECONNECT = -10004,	   /* could not connect / reset */
+	MYRIAD_INFER_ENOENDPOINT = -10005, /* the pool has no endpoint */
+	/* A 2xx stream that carried an "error" event: the server's error
+	 * (error_message, error_type, error_code) ended the call. */
+	MYRIAD_INFER_ESERVER = -10006
 };
 
-/* The result of a finished call, valid until the record is reused. */
+/* A tool call the model asked for (choices[i].message.tool_calls[j]). */
+struct myriad_infer_tool_call {
+	const char *id;	  /* "call_..."; "" if the server sent none */
+	const char *type; /* "function" */
+	const char *name; /* function.name */
+	/* function.arguments: the JSON text the model wrote, unparsed (it
+	 * may not be valid JSON: parse it and answer the model if not). */
+	const char *arguments;
+	size_t arguments_len;
+};
+
+/* One choice of a chat answer (choices[i]). */
+struct myriad_infer_choice {
+	unsigned index;
+	/* "stop", "length", "tool_calls", "content_filter", ...; NULL if
+	 * the server sent none (a stream cut short). */
+	const char *finish_reason;
+	const char *content; /* message.content; NULL if null or absent */
+	size_t content_len;
+	const char *refusal; /* message.refusal; NULL if none */
+	const struct myriad_infer_tool_call *tool_calls;
+	size_t ntool_calls;
+};
+
+struct json_t; /* jansson's; include <jansson.h> to read it */
+
+/*
+ * The result of a finished call. Every pointer in it is valid until
+ * myriad_infer_release() on the call (or its next start, or the task's
+ * end), and read-only.
+ *
+ * Changed in 0.2: an answer whose choices[0] has no content (tool calls,
+ * a refusal) is a success with 'content' NULL; 0.1 failed it with
+ * MYRIAD_INFER_EBODY. The fields after 'error' are new; the struct is
+ * only ever returned by pointer, so 0.1 callers still compile and run.
+ */
 struct myriad_infer_result {
 	int http_status;     /* last attempt's status, 0 if none */
 	unsigned attempts;   /* attempts made */
 	int endpoint;	     /* the endpoint of the last attempt */
-	const char *content; /* chat: choices[0].message.content */
+	const char *content; /* chat: choices[0].message.content, or NULL */
 	size_t content_len;
-	const double *embedding; /* embed: data[0].embedding */
-	size_t dims;
+	const double *embedding; /* embed: embeddings[0] */
+	size_t dims;		 /* embed: numbers in each vector */
 	int64_t prompt_tokens, completion_tokens, total_tokens; /* -1: absent */
 	/* The server's timings where it sends them ("timings"); -1: absent. */
 	double queue_ms, prompt_ms, predicted_ms;
 	const char *error; /* what went wrong, for a person; "" if nothing */
+
+	/* Chat: the answer's choices in index order, and choices[0]'s. */
+	const struct myriad_infer_choice *choices;
+	size_t nchoices;
+	const char *finish_reason; /* choices[0]'s; NULL if none */
+	const char *refusal;	   /* choices[0]'s; NULL if none */
+	const struct myriad_infer_tool_call *tool_calls; /* choices[0]'s */
+	size_t ntool_calls;
+	/* The answer's id, model, system_fingerprint; NULL if absent. */
+	const char *id, *model, *system_fingerprint;
+	/* usage.prompt_tokens_details.cached_tokens and
+	 * usage.completion_tokens_details.reasoning_tokens; -1: absent. */
+	int64_t cached_tokens, reasoning_tokens;
+	const char *request_id; /* the x-request-id header; NULL if none */
+
+	/* Embeddings: one vector per input, in input order (data[].index),
+	 * 'dims' numbers each; base64 answers are decoded. */
+	const double *const *embeddings;
+	size_t nembeddings;
+
+	/*
+	 * An error the server wrote (an HTTP error's body, or a stream's
+	 * "error" event): error.message, .type, .code (a number is given in
+	 * decimal), .param; NULL where absent. 'error' then includes them.
+	 */
+	const char *error_message, *error_type, *error_code, *error_param;
+
+	/* The parsed answer (a chat.completion or an embeddings list), for
+	 * anything else in it; borrowed, NULL for a stream or an error. */
+	const struct json_t *json;
 };
 
 /*
@@ -119,8 +200,10 @@ typedef myriad_io_t myriad_infer_call_t;
 
 /*
  * Chat completion: 'messages_json' is the JSON array of messages
- * ([{"role":"user","content":"..."}]), 'extra_json' NULL or a JSON object
- * whose members are added to the request ({"max_tokens":64}). The first
+ * ([{"role":"user","content":"..."}], with "tool" messages answering tool
+ * calls), 'extra_json' NULL or a JSON object whose members are added to
+ * the request ({"max_tokens":64}, {"tools":[...]}, {"n":3}); a "model"
+ * there is the call's own, else the endpoint's is sent. The first
  * call queues it and returns -EAGAIN (return MYRIAD_PENDING); calling again
  * with the same record returns -EAGAIN until it is done, then 0 (the
  * result is read with myriad_infer_result()) or a negative code: an errno
@@ -135,11 +218,17 @@ MYRIAD_API int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
 
 /*
  * Streaming chat ("stream": true, server-sent events): started like
- * myriad_infer_chat() (-EAGAIN), then read the content as it arrives with
- * myriad_infer_stream_read(); the task is woken for each chunk. To stop
+ * myriad_infer_chat() (-EAGAIN), then read choices[0]'s content as it
+ * arrives with myriad_infer_stream_read() and its tool calls as each
+ * completes with myriad_infer_stream_tool_call(); the task is woken for
+ * each chunk. Usage is asked for ("stream_options": {"include_usage":
+ * true}) unless extra_json sets stream_options. When the stream ends, the
+ * result holds every choice assembled from its deltas (content, refusal,
+ * tool calls with their arguments joined, finish_reason) and the usage.
+ * An "error" event ends the call with MYRIAD_INFER_ESERVER. To stop
  * early, myriad_io_cancel() the call: the transfer is removed and its
  * connection closed, so the server stops generating. A stream that has
- * delivered content is not retried.
+ * delivered anything is not retried.
  */
 MYRIAD_API int myriad_infer_chat_stream(myriad_task_t *self, myriad_infer_t *p,
 					myriad_infer_call_t *call,
@@ -158,9 +247,33 @@ MYRIAD_API int myriad_infer_stream_read(myriad_task_t *self,
 					myriad_infer_call_t *call, char *buf,
 					size_t cap);
 
+/*
+ * Streamed tool call 'i' of choices[0], once complete (the next tool
+ * call or the choice's finish_reason came, or the stream ended): copies
+ * it to '*out' and returns 0; its strings stay valid until the call is
+ * released. -EAGAIN: not complete yet (return MYRIAD_PENDING); -ENOENT:
+ * the stream ended with fewer; the call's error if it failed; -EINVAL if
+ * 'call' is not a streaming call.
+ */
+MYRIAD_API int
+myriad_infer_stream_tool_call(myriad_task_t *self, myriad_infer_call_t *call,
+			      size_t i, struct myriad_infer_tool_call *out);
+
 /* Embeddings of 'input' (one string); as myriad_infer_chat(). */
 MYRIAD_API int myriad_infer_embed(myriad_task_t *self, myriad_infer_t *p,
 				  myriad_infer_call_t *call, const char *input);
+
+/*
+ * Embeddings of 'n' inputs (1 to 2048) in one request, 'extra_json' NULL
+ * or an object of options ({"dimensions":256},
+ * {"encoding_format":"base64"}, a "model"); the result has one vector per
+ * input (embeddings, nembeddings). As myriad_infer_chat() otherwise; the
+ * inputs are copied by the first call.
+ */
+MYRIAD_API int myriad_infer_embed_batch(myriad_task_t *self, myriad_infer_t *p,
+					myriad_infer_call_t *call,
+					const char *const *inputs, size_t n,
+					const char *extra_json);
 
 /*
  * The result of the call last finished on 'call' (also after an error:
