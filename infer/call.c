@@ -82,8 +82,9 @@ static void infer_drop(struct io_op *op)
 		json_decref(c->req);
 	if (c->json)
 		json_decref(c->json);
-	mem_free(c->emb);
-	mem_free(c->sbuf);
+	arena_free(&c->arena);
+	stream_free(c);
+	error_clear(c);
 	mem_free(c);
 }
 
@@ -125,7 +126,7 @@ static void wake_driver(struct myriad_infer *p, struct driver *d)
 
 static int call_start(myriad_task_t *self, myriad_infer_t *p,
 		      myriad_infer_call_t *call, int kind, json_t *req,
-		      bool stream)
+		      bool stream, size_t n_inputs)
 {
 	struct worker *w = cur_worker();
 	struct io_op *op = (struct io_op *)call;
@@ -134,8 +135,13 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 
 	if (r != 1 || !p || !req) {
 		json_decref(req); /* NULL-safe */
-		if (r == 0)
-			return settle(op->u.ext.ctx, io_op_result(self, op));
+		if (r == 0) {
+			c = op->u.ext.ctx;
+			r = settle(c, io_op_result(self, op));
+			if (c)
+				c->collected_rc = r;
+			return r;
+		}
 		return r == 1 ? -EINVAL : r;
 	}
 	c = mem_zalloc(sizeof(*c));
@@ -154,9 +160,13 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	c->res.prompt_tokens = c->res.completion_tokens = c->res.total_tokens =
 		-1;
 	c->res.queue_ms = c->res.prompt_ms = c->res.predicted_ms = -1;
+	c->res.cached_tokens = c->res.reasoning_tokens = -1;
 	c->res.endpoint = -1;
 	c->res.error = c->err;
 	c->stream = stream;
+	c->n_inputs = n_inputs;
+	/* A "model" of the caller's own is kept (transfer_start()). */
+	c->user_model = json_is_string(json_object_get(req, "model"));
 	atomic_init(&c->slock.v, 0);
 	io_ext_start(w, self, op, &call_ops, c);
 	pthread_mutex_lock(&p->lock);
@@ -178,7 +188,7 @@ static int chat_start(myriad_task_t *self, myriad_infer_t *p,
 		return -EINVAL;
 	/* In flight or done: no new request is built. */
 	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
-		return call_start(self, p, call, CALL_CHAT, NULL, false);
+		return call_start(self, p, call, CALL_CHAT, NULL, false, 0);
 	if (!messages_json)
 		return -EINVAL;
 	m = json_loads(messages_json, 0, &jerr);
@@ -203,7 +213,11 @@ static int chat_start(myriad_task_t *self, myriad_infer_t *p,
 		json_decref(x);
 	}
 	json_object_set_new(req, "stream", json_boolean(stream));
-	return call_start(self, p, call, CALL_CHAT, req, stream);
+	/* Usage comes in a stream only when asked for (the API's rule). */
+	if (stream && !json_object_get(req, "stream_options"))
+		json_object_set_new(req, "stream_options",
+				    json_pack("{s:b}", "include_usage", 1));
+	return call_start(self, p, call, CALL_CHAT, req, stream, 0);
 }
 
 int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
@@ -220,43 +234,6 @@ int myriad_infer_chat_stream(myriad_task_t *self, myriad_infer_t *p,
 	return chat_start(self, p, call, messages_json, extra_json, true);
 }
 
-int myriad_infer_stream_read(myriad_task_t *self, myriad_infer_call_t *call,
-			     char *buf, size_t cap)
-{
-	struct worker *w = cur_worker();
-	struct io_op *op = (struct io_op *)call;
-	struct icall *c;
-	size_t n = 0;
-	uint32_t st;
-	int r;
-
-	if (!self || !op || !w || w->current != self || !buf || !cap ||
-	    cap > INT32_MAX || op->kind != IOK_EXT || !(c = op->u.ext.ctx) ||
-	    !c->stream)
-		return -EINVAL;
-	for (;;) {
-		/* Acquire: when DONE is seen, every append before it is. */
-		st = atomic_load_explicit(&op->st, memory_order_acquire) & 3u;
-		spin_lock(&c->slock);
-		if (c->slen > c->sread) {
-			n = c->slen - c->sread;
-			if (n > cap)
-				n = cap;
-			memcpy(buf, c->sbuf + c->sread, n);
-			c->sread += n;
-		}
-		spin_unlock(&c->slock);
-		if (n)
-			return (int)n;
-		if (st == 1)
-			return -EAGAIN;
-		if (st == 0)
-			return 0; /* finished and read */
-		r = io_op_result(self, op);
-		return r;
-	}
-}
-
 int myriad_infer_embed(myriad_task_t *self, myriad_infer_t *p,
 		       myriad_infer_call_t *call, const char *input)
 {
@@ -266,13 +243,62 @@ int myriad_infer_embed(myriad_task_t *self, myriad_infer_t *p,
 	if (!call)
 		return -EINVAL;
 	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
-		return call_start(self, p, call, CALL_EMBED, NULL, false);
+		return call_start(self, p, call, CALL_EMBED, NULL, false, 0);
 	if (!input)
 		return -EINVAL;
 	req = json_pack("{s:s}", "input", input);
 	if (!req)
 		return -ENOMEM;
-	return call_start(self, p, call, CALL_EMBED, req, false);
+	return call_start(self, p, call, CALL_EMBED, req, false, 0);
+}
+
+int myriad_infer_embed_batch(myriad_task_t *self, myriad_infer_t *p,
+			     myriad_infer_call_t *call,
+			     const char *const *inputs, size_t n,
+			     const char *extra_json)
+{
+	struct io_op *op = (struct io_op *)call;
+	json_t *req, *in, *x;
+	json_error_t jerr;
+	size_t i;
+
+	if (!call)
+		return -EINVAL;
+	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
+		return call_start(self, p, call, CALL_EMBED, NULL, false, 0);
+	if (!inputs || !n || n > 2048)
+		return -EINVAL;
+	req = json_object();
+	in = json_array();
+	if (!req || !in) {
+		json_decref(req);
+		json_decref(in);
+		return -ENOMEM;
+	}
+	json_object_set_new(req, "input", in);
+	for (i = 0; i < n; i++) {
+		if (!inputs[i]) {
+			json_decref(req);
+			return -EINVAL;
+		}
+		if (json_array_append_new(in, json_string(inputs[i]))) {
+			/* NULL from json_string(): not UTF-8, or no memory */
+			json_decref(req);
+			return -EINVAL;
+		}
+	}
+	if (extra_json) {
+		x = json_loads(extra_json, 0, &jerr);
+		if (!json_is_object(x)) {
+			json_decref(x);
+			json_decref(req);
+			return -EINVAL;
+		}
+		json_object_del(x, "input"); /* the inputs are the array */
+		json_object_update(req, x);
+		json_decref(x);
+	}
+	return call_start(self, p, call, CALL_EMBED, req, false, n);
 }
 
 const struct myriad_infer_result *

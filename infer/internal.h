@@ -13,7 +13,11 @@
  *   driver.c    the driver task: curl's sockets and timer, its step
  *   transfer.c  one HTTP attempt: setting up the easy handle, its callbacks
  *   retry.c     how an attempt ends: result, retry with backoff, cooldown
- *   parse.c     the response: a JSON body, a stream of server-sent events
+ *   parse.c     a 2xx JSON body: chat choices, embeddings (base64 too)
+ *   error.c     an error the server wrote: its body, a stream's event
+ *   stream.c    a stream of server-sent events: deltas assembled per
+ *               choice and tool call, read by the task as they come
+ *   arena.c     the memory a result's strings and arrays live in
  *   mem.h       the allocator shims
  */
 #ifndef MYRIAD_INFER_INTERNAL_H
@@ -36,10 +40,42 @@ enum { CALL_CHAT, CALL_EMBED };
 
 struct endpoint {
 	char *chat_url, *embed_url, *model;
-	struct curl_slist *hdrs; /* content type, authorization */
+	/* content type, user agent, authorization, organization, project,
+	 * the endpoint's own */
+	struct curl_slist *hdrs;
 	unsigned window;
 	_Atomic unsigned inflight;
 	_Atomic uint64_t cool_until_ns; /* after a 429 */
+};
+
+/* Blocks a result's strings and arrays are carved from (arena.c). */
+struct arena {
+	struct arena_blk *head;
+	char *p;     /* free space of the head block */
+	size_t left; /* its bytes */
+};
+
+void *arena_alloc(struct arena *a, size_t n);
+char *arena_strndup(struct arena *a, const char *s, size_t n);
+void arena_free(struct arena *a);
+
+/* A streamed tool call being assembled (stream.c). */
+struct stool {
+	char *id, *type, *name;
+	char *args;
+	size_t args_len, args_cap;
+	bool complete; /* its strings no longer change */
+};
+
+/* A streamed choice being assembled. */
+struct schoice {
+	unsigned index;
+	char *content, *refusal; /* choice 0's content is the call's sbuf */
+	size_t content_len, content_cap, refusal_len, refusal_cap;
+	bool has_content;
+	char *finish_reason;
+	struct stool **tools; /* pointers: the calls do not move */
+	size_t ntools, tools_cap;
 };
 
 struct icall {
@@ -67,19 +103,32 @@ struct icall {
 	_Atomic int cancel;   /* 0, or the reason (-ECANCELED, -ETIME) */
 	struct icall *next;   /* the queue, or the driver's list */
 	struct icall *prev;
-	json_t *json; /* the parsed response: owns the strings */
-	double *emb;
+	json_t *json;	    /* the parsed response: owns the strings */
+	struct arena arena; /* the result's arrays and copied strings */
+	bool user_model;    /* the request names its own model */
+	size_t n_inputs;    /* embeddings: inputs sent (0: one string) */
+	/* The server's error (error.c), each string mem_alloc'd; NULL. */
+	char *e_msg, *e_type, *e_code, *e_param;
+	bool server_error; /* a stream's "error" event ended it */
+	bool sse_error;	   /* the last SSE event field was "error" */
+	char request_id[128];
 	struct myriad_infer_result res;
 	/* Streaming: content so far, appended by the driver, read by the
 	 * task, under slock; 'sparsed' is how much of 'resp' is parsed. */
 	bool stream, sdone;
+	bool s_delivered; /* content or a tool call came: no retry then */
+	size_t s_total;	  /* bytes assembled, bounded by max_response */
+	int collected_rc; /* the stream's result, once its reader took it */
+	struct schoice **sch; /* choices by arrival; [0] is index 0's */
+	size_t nsch, sch_cap;
+	char *s_id, *s_model, *s_fp;
 	bool parse_pending; /* a 2xx body the task has yet to parse */
 	int settled_rc;	    /* what settle() made of it */
 	bool bad_body;	    /* a stream event was malformed */
 	struct spin slock;
 	char *sbuf;
 	size_t slen, scap, sread, sparsed;
-	char err[CURL_ERROR_SIZE + 96];
+	char err[CURL_ERROR_SIZE + 256];
 };
 
 struct sock {
@@ -149,9 +198,22 @@ void transfer_end(struct driver *d, struct icall *c);
 /* retry.c: an attempt finished with 'rc' */
 void transfer_done(struct driver *d, struct icall *c, CURLcode rc);
 
-/* parse.c: parse streamed events (false: stop the transfer); collect a
- * completed call */
-bool sse_parse(struct icall *c);
+/* parse.c: collect a completed call (the task parses its body); read a
+ * usage object into a result */
 int settle(struct icall *c, int rc);
+void usage_read(struct myriad_infer_result *r, json_t *u);
+
+/* stream.c: parse streamed events (false: stop the transfer); the
+ * result of an ended stream; free its state */
+bool sse_parse(struct icall *c);
+int stream_finish(struct icall *c);
+void stream_free(struct icall *c);
+
+/* error.c: the error body of a non-2xx response, or a stream's error
+ * event (a JSON object); the message for a person; forget them */
+void error_parse(struct icall *c, const char *body, size_t len);
+void error_from_json(struct icall *c, json_t *j);
+void error_describe(struct icall *c, const char *what);
+void error_clear(struct icall *c);
 
 #endif

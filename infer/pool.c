@@ -3,12 +3,17 @@
  * infer/pool.c: the public pool: libcurl's one-time setup, creating the
  * pool and its driver tasks, adding endpoints, destroying it.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "infer/internal.h"
+
+#define MYRIAD_STR_(x) #x
+#define MYRIAD_STR(x) MYRIAD_STR_(x)
 
 /* curl_global_init is not thread-safe in this libcurl: once. */
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -122,12 +127,138 @@ out:
 	return r ? NULL : p;
 }
 
+/* A field of 'ep' the caller's struct has (an older caller's is shorter). */
+#define EP_HAS(ep, f)                                            \
+	((ep)->sz >= offsetof(struct myriad_infer_endpoint, f) + \
+			     sizeof((ep)->f) &&                  \
+	 (ep)->f)
+
+/* A header value or line a request can carry: no CR or LF. */
+static bool header_ok(const char *s)
+{
+	return !strpbrk(s, "\r\n");
+}
+
+/* The name of header line 'h' matches 'name' ("Name:" prefix). */
+static bool header_is(const char *h, const char *name)
+{
+	size_t n = strlen(name);
+
+	return !strncasecmp(h, name, n) && h[n] == ':';
+}
+
+/* 'name' is set by one of the endpoint's own headers. */
+static bool overridden(const struct myriad_infer_endpoint *ep, const char *name)
+{
+	const char *const *h;
+
+	if (!EP_HAS(ep, headers))
+		return false;
+	for (h = ep->headers; *h; h++)
+		if (header_is(*h, name))
+			return true;
+	return false;
+}
+
+/* Append "Name: value" unless the endpoint's headers set 'name'. */
+static int add_header(struct curl_slist **l,
+		      const struct myriad_infer_endpoint *ep, const char *name,
+		      const char *value)
+{
+	struct curl_slist *n;
+	char *line;
+
+	if (overridden(ep, name))
+		return 0;
+	if (asprintf(&line, "%s: %s", name, value) < 0)
+		return -ENOMEM;
+	n = curl_slist_append(*l, line);
+	free(line);
+	if (!n)
+		return -ENOMEM;
+	*l = n;
+	return 0;
+}
+
+/* The request headers of endpoint 'ep' with API key 'key' (or NULL). */
+static int build_headers(struct endpoint *e,
+			 const struct myriad_infer_endpoint *ep,
+			 const char *key)
+{
+	static const char ua[] = "myriad/" MYRIAD_STR(
+		MYRIAD_VERSION_MAJOR) "." MYRIAD_STR(MYRIAD_VERSION_MINOR);
+	const char *const *h;
+	char *bearer = NULL;
+	int r = 0;
+
+	e->hdrs = NULL;
+	r |= add_header(&e->hdrs, ep, "Content-Type", "application/json");
+	r |= add_header(&e->hdrs, ep, "User-Agent", ua);
+	if (key && EP_HAS(ep, azure_api_version)) {
+		r |= add_header(&e->hdrs, ep, "api-key", key);
+	} else if (key) {
+		if (asprintf(&bearer, "Bearer %s", key) < 0)
+			return -ENOMEM;
+		r |= add_header(&e->hdrs, ep, "Authorization", bearer);
+		free(bearer);
+	}
+	if (EP_HAS(ep, organization))
+		r |= add_header(&e->hdrs, ep, "OpenAI-Organization",
+				ep->organization);
+	if (EP_HAS(ep, project))
+		r |= add_header(&e->hdrs, ep, "OpenAI-Project", ep->project);
+	for (h = EP_HAS(ep, headers) ? ep->headers : NULL; h && *h; h++) {
+		struct curl_slist *n = curl_slist_append(e->hdrs, *h);
+
+		if (!n)
+			return -ENOMEM;
+		e->hdrs = n;
+	}
+	/* No "Expect: 100-continue" wait before a large body. */
+	if (!r && !overridden(ep, "Expect")) {
+		struct curl_slist *n = curl_slist_append(e->hdrs, "Expect:");
+
+		if (!n)
+			return -ENOMEM;
+		e->hdrs = n;
+	}
+	return r ? -ENOMEM : 0;
+}
+
+/* Whatever of the endpoint's input cannot go into a request. */
+static bool endpoint_bad(const struct myriad_infer_endpoint *ep)
+{
+	const char *const *h;
+	const char *v;
+
+	if (EP_HAS(ep, organization) && !header_ok(ep->organization))
+		return true;
+	if (EP_HAS(ep, project) && !header_ok(ep->project))
+		return true;
+	if (EP_HAS(ep, azure_api_version)) {
+		for (v = ep->azure_api_version; *v; v++)
+			if (!isalnum((unsigned char)*v) && !strchr("-._", *v))
+				return true;
+		if (!*ep->azure_api_version)
+			return true;
+	}
+	for (h = EP_HAS(ep, headers) ? ep->headers : NULL; h && *h; h++) {
+		const char *colon = strchr(*h, ':');
+
+		if (!colon || colon == *h || !header_ok(*h))
+			return true;
+		for (v = *h; v < colon; v++)
+			if (!isgraph((unsigned char)*v))
+				return true; /* a name is a token */
+	}
+	return false;
+}
+
 int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
 {
 	struct endpoint *e;
-	const char *key = NULL;
-	char *auth = NULL;
-	size_t n, host;
+	const char *key = NULL, *q = "", *ver = "";
+	size_t n, host, cap;
 	bool v1;
 	int idx;
 
@@ -136,7 +267,8 @@ int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
 			     sizeof(ep->window) ||
 	    !ep->base_url || !ep->model || ep->window > 65535 ||
 	    (strncmp(ep->base_url, "http://", 7) &&
-	     strncmp(ep->base_url, "https://", 8)))
+	     strncmp(ep->base_url, "https://", 8)) ||
+	    endpoint_bad(ep))
 		return -EINVAL;
 	/*
 	 * The base URL as the OpenAI SDKs take it: its path is the API's
@@ -148,14 +280,22 @@ int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
 	n = strlen(ep->base_url);
 	while (n > host && ep->base_url[n - 1] == '/')
 		n--;
-	if (n == host || n > 4096)
-		return -EINVAL; /* no host, or no URL anyone serves */
+	if (n == host || n > 4096 || memchr(ep->base_url, '?', n) ||
+	    !header_ok(ep->base_url))
+		return -EINVAL; /* no host, a query, no URL anyone serves */
 	v1 = !memchr(ep->base_url + host, '/', n - host);
 	if (ep->api_key_env) {
 		key = getenv(ep->api_key_env);
 		if (!key)
 			return -ENOKEY;
+		if (!header_ok(key))
+			return -EINVAL;
 	}
+	if (EP_HAS(ep, azure_api_version)) {
+		q = "?api-version=";
+		ver = ep->azure_api_version;
+	}
+	cap = n + 32 + strlen(q) + strlen(ver);
 	pthread_mutex_lock(&p->lock);
 	idx = (int)atomic_load(&p->neps);
 	if ((unsigned)idx == p->eps_cap) {
@@ -163,29 +303,23 @@ int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
 		return -ENOSPC;
 	}
 	e = &p->eps[idx];
-	e->chat_url = malloc(n + 32);
-	e->embed_url = malloc(n + 32);
+	e->chat_url = malloc(cap);
+	e->embed_url = malloc(cap);
 	e->model = strdup(ep->model);
-	if (key && asprintf(&auth, "Authorization: Bearer %s", key) < 0)
-		auth = NULL;
-	if (!e->chat_url || !e->embed_url || !e->model || (key && !auth)) {
+	if (!e->chat_url || !e->embed_url || !e->model ||
+	    build_headers(e, ep, key) < 0) {
 		free(e->chat_url);
 		free(e->embed_url);
 		free(e->model);
-		free(auth);
+		curl_slist_free_all(e->hdrs);
 		memset(e, 0, sizeof(*e));
 		pthread_mutex_unlock(&p->lock);
 		return -ENOMEM;
 	}
-	snprintf(e->chat_url, n + 32, "%.*s%s/chat/completions", (int)n,
-		 ep->base_url, v1 ? "/v1" : "");
-	snprintf(e->embed_url, n + 32, "%.*s%s/embeddings", (int)n,
-		 ep->base_url, v1 ? "/v1" : "");
-	e->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-	e->hdrs = curl_slist_append(e->hdrs, "Expect:");
-	if (auth)
-		e->hdrs = curl_slist_append(e->hdrs, auth);
-	free(auth);
+	snprintf(e->chat_url, cap, "%.*s%s/chat/completions%s%s", (int)n,
+		 ep->base_url, v1 ? "/v1" : "", q, ver);
+	snprintf(e->embed_url, cap, "%.*s%s/embeddings%s%s", (int)n,
+		 ep->base_url, v1 ? "/v1" : "", q, ver);
 	e->window = ep->window ? ep->window : 64;
 	atomic_init(&e->inflight, 0);
 	atomic_init(&e->cool_until_ns, 0);

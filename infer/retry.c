@@ -33,6 +33,8 @@ static int final_code(CURLcode rc, struct icall *c)
 {
 	if (c->too_big)
 		return MYRIAD_INFER_ETOOBIG;
+	if (c->server_error)
+		return MYRIAD_INFER_ESERVER;
 	if (c->bad_body)
 		return MYRIAD_INFER_EBODY;
 	switch (rc) {
@@ -83,6 +85,13 @@ static void schedule_retry(struct driver *d, struct icall *c)
 		return;
 	}
 	c->not_before_ns = now + delay;
+	if (c->stream) {
+		/* Nothing was delivered: the next attempt starts afresh. */
+		spin_lock(&c->slock);
+		stream_free(c);
+		spin_unlock(&c->slock);
+		c->sdone = false;
+	}
 	c->resp_len = 0;
 	c->too_big = false;
 	pthread_mutex_lock(&p->lock);
@@ -109,13 +118,15 @@ void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		return;
 	}
 	if (rc == CURLE_OK && code >= 200 && code < 300) {
+		error_clear(c); /* an earlier attempt's */
 		if (c->stream) {
-			/* Content came through sbuf; stable from now on. */
-			c->res.content = c->sbuf ? c->sbuf : "";
-			c->res.content_len = c->slen;
-			call_complete(d, c, c->sdone ? 0 : MYRIAD_INFER_EBODY,
-				      c->sdone ? NULL
-					       : "stream ended without [DONE]");
+			int r = c->sdone ? stream_finish(c)
+					 : MYRIAD_INFER_EBODY;
+
+			call_complete(d, c, r,
+				      r == -ENOMEM ? "out of memory"
+				      : r ? "stream ended without [DONE]"
+					  : NULL);
 			return;
 		}
 		/*
@@ -129,8 +140,12 @@ void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		call_complete(d, c, 0, NULL);
 		return;
 	}
-	/* A stream that delivered content cannot be replayed. */
-	if (!c->too_big && !c->bad_body && retryable(rc, code) && !c->slen &&
+	/* An error status: what the server wrote in its body. */
+	if (rc == CURLE_OK && code >= 300)
+		error_parse(c, c->resp, c->resp_len);
+	/* A stream that delivered anything cannot be replayed. */
+	if (!c->too_big && !c->bad_body && !c->server_error &&
+	    retryable(rc, code) && !c->s_delivered &&
 	    c->attempts <= d->pool->o.max_retries) {
 		schedule_retry(d, c);
 		return;
@@ -140,9 +155,14 @@ void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		call_complete(d, c, -ETIME, "deadline passed");
 		return;
 	}
-	if (rc == CURLE_OK)
-		snprintf(c->err, sizeof(c->err), "HTTP status %ld", code);
-	else if (c->too_big)
+	if (c->server_error) {
+		; /* sse_parse() said what */
+	} else if (rc == CURLE_OK) {
+		char what[32];
+
+		snprintf(what, sizeof(what), "HTTP status %ld", code);
+		error_describe(c, what);
+	} else if (c->too_big)
 		snprintf(c->err, sizeof(c->err),
 			 "response larger than %zu bytes",
 			 d->pool->o.max_response);

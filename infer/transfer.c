@@ -79,6 +79,8 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *arg)
 
 		c->retry_after_s = -1; /* a new response */
 		c->http_status_now = sp ? strtol(sp + 1, NULL, 10) : 0;
+		c->request_id[0] = 0;
+		c->res.request_id = NULL;
 		return len;
 	}
 	v = strchr(line, ':');
@@ -87,7 +89,15 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *arg)
 	*v++ = 0;
 	while (*v == ' ' || *v == '\t')
 		v++;
-	if (!strcasecmp(line, "retry-after-ms")) {
+	if (!strcasecmp(line, "x-request-id")) {
+		size_t n = strcspn(v, "\r\n");
+
+		if (n >= sizeof(c->request_id))
+			n = sizeof(c->request_id) - 1;
+		memcpy(c->request_id, v, n);
+		c->request_id[n] = 0;
+		c->res.request_id = n ? c->request_id : NULL;
+	} else if (!strcasecmp(line, "retry-after-ms")) {
 		s = strtod(v, NULL) / 1000.0;
 		if (s >= 0)
 			c->retry_after_s = s;
@@ -139,7 +149,9 @@ int transfer_start(struct driver *d, struct icall *c, int ep)
 	if (!c->body || c->body_ep != ep) {
 		size_t n;
 
-		json_object_set_new(c->req, "model", json_string(e->model));
+		if (!c->user_model)
+			json_object_set_new(c->req, "model",
+					    json_string(e->model));
 		/* Dumped straight into our buffer: at most twice. */
 		if (!c->body) {
 			c->body = mem_alloc(512);

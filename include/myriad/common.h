@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define MYRIAD_VERSION_MAJOR 0
-#define MYRIAD_VERSION_MINOR 1
+#define MYRIAD_VERSION_MINOR 2
 
 /* A runtime: its workers, queues and rings. */
 typedef struct myriad_rt myriad_rt_t;
