@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "agents.h"
 
 /*
  * The agents step of docs/bench.md, as the Go and Tokio peers do it
@@ -33,8 +33,6 @@
  * wall_s runs from the first agent spawned (its connect included) to the
  * last one done; tasks = A.
  */
-#define AGENT_BUF 4096
-#define AGENT_PASSES 4
 /*
  * Descriptors besides one per agent (its tool connection) and
  * llm_concurrency (the LLM pool's connections): stdio, the rings,
@@ -44,22 +42,9 @@
 /* The most connections the shared tool pool opens on its own. */
 #define AGENT_POOL_MAX 1024
 
-static struct {
-	int64_t steps;
-	int64_t tool_ms, llm_ms, llm_conc;
-	int tool_port, llm_port;
-	int64_t tool_conns;	/* 0: one per agent; else a shared pool */
-	myriad_chan_t *tool_ch; /* the pool's idle connections (fds) */
-	struct sockaddr_in tool_addr;
-	myriad_infer_t *pool;
-	uint64_t *lats;		    /* A * S steps, ns */
-	_Atomic int64_t failures;   /* failed agents (the first is printed) */
-	_Atomic int64_t retries;    /* tool connects retried */
-	_Atomic int64_t llm_extra;  /* LLM attempts beyond the first */
-	_Atomic uint64_t hash_sink; /* every agent's last hash, xor-ed */
-} G;
+struct agents G;
 
-static uint8_t agent_buf[AGENT_BUF];
+uint8_t agent_buf[AGENT_BUF];
 
 /* The same bytes in every runner: byte i is i * 131 + 7 (mod 256). */
 static void agent_buf_init(void)
@@ -70,22 +55,8 @@ static void agent_buf_init(void)
 		agent_buf[i] = (uint8_t)(i * 131 + 7);
 }
 
-/* FNV-1a (32 bit) over the buffer, AGENT_PASSES times, from 'seed'. */
-static uint32_t agent_cpu(uint32_t seed)
-{
-	uint32_t h = 2166136261u ^ seed;
-	int pass, i;
-
-	for (pass = 0; pass < AGENT_PASSES; pass++)
-		for (i = 0; i < AGENT_BUF; i++) {
-			h ^= agent_buf[i];
-			h *= 16777619u;
-		}
-	return h;
-}
-
 /* As echo_fail(): the first failure is printed, every one is counted. */
-static void agent_fail(int64_t id, const char *what, int rc, const char *msg)
+void agent_fail(int64_t id, const char *what, int rc, const char *msg)
 {
 	if (rc == -ECANCELED && (atomic_load(&G.failures) || B.failed))
 		return;
@@ -299,9 +270,13 @@ static int agents_root(myriad_task_t *self, void *p)
 		spawn(self, tool_conn_step, &tc, sizeof(tc), 0);
 	}
 	for (st->i = 0; st->i < B.n && !B.failed && !G.failures; st->i++) {
-		memset(&a, 0, sizeof(a));
-		a.id = st->i;
-		spawn(self, agent_step, &a, sizeof(a), 0);
+		if (G.tools) {
+			agent_tools_spawn(self, st->i);
+		} else {
+			memset(&a, 0, sizeof(a));
+			a.id = st->i;
+			spawn(self, agent_step, &a, sizeof(a), 0);
+		}
 		if ((st->i & 255) == 255)
 			MYRIAD_YIELD(st);
 	}
@@ -314,12 +289,13 @@ static int agents_root(myriad_task_t *self, void *p)
 }
 
 /* --agents A (10,000) --steps S (10) --tool-ms T (2) --llm-ms L (20)
- * --llm-concurrency C (256) --tool-port P --llm-port P --tool-conns N */
+ * --llm-concurrency C (256) --tool-port P --llm-port P --tool-conns N
+ * --tools N (0: the plain step) */
 static int64_t agents_parse(const struct bench_args *a)
 {
 	if (a->n >= 0 || a->tasks >= 0 || a->yields >= 0 || a->pairs >= 0 ||
 	    a->rounds >= 0)
-		usage("agents takes --agents --steps --tool-ms --llm-ms --llm-concurrency --tool-port --llm-port");
+		usage("agents takes --agents --steps --tool-ms --llm-ms --llm-concurrency --tool-port --llm-port --tool-conns --tools");
 	B.n = a->agents >= 0 ? a->agents : 10000;
 	G.steps = a->steps >= 0 ? a->steps : 10;
 	G.tool_ms = a->tool_ms >= 0 ? a->tool_ms : 2;
@@ -328,6 +304,7 @@ static int64_t agents_parse(const struct bench_args *a)
 	G.tool_port = a->tool_port >= 0 ? (int)a->tool_port : 0;
 	G.llm_port = a->llm_port >= 0 ? (int)a->llm_port : 0;
 	G.tool_conns = a->tool_conns >= 0 ? a->tool_conns : 0;
+	G.tools = a->tools >= 0 ? a->tools : 0;
 	if (B.n * G.steps > INT64_C(1) << 28)
 		usage("--agents times --steps over 2^28");
 	return B.n;
@@ -336,16 +313,19 @@ static int64_t agents_parse(const struct bench_args *a)
 static int agents_prepare(struct myriad_rt_opts *o)
 {
 	/*
-	 * A tool connection per agent (or the shared pool's) and the
-	 * LLM pool's connections. Agents beyond what the descriptor
-	 * limit holds share a pool of the connections it has room
-	 * for (at most AGENT_POOL_MAX), said on stderr.
+	 * A tool connection per agent (per tool call of an answer with
+	 * --tools), or the shared pool's, and the LLM pool's connections.
+	 * Agents beyond what the descriptor limit holds share a pool of
+	 * the connections it has room for (at most AGENT_POOL_MAX), said
+	 * on stderr.
 	 */
+	uint64_t per = G.tools ? (uint64_t)G.tools : 1;
+
 	if (!G.tool_conns) {
 		uint64_t room = nofile_max();
 		uint64_t other = (uint64_t)G.llm_conc + AGENT_SPARE_FDS;
 
-		if ((uint64_t)B.n + other > room) {
+		if ((uint64_t)B.n * per + other > room) {
 			G.tool_conns = room > other + 16
 					       ? (int64_t)(room - other)
 					       : 16;
@@ -353,20 +333,21 @@ static int agents_prepare(struct myriad_rt_opts *o)
 				G.tool_conns = AGENT_POOL_MAX;
 			fprintf(stderr,
 				"myriad-bench: agents: %" PRId64
-				" agents do not fit one tool connection each in RLIMIT_NOFILE %" PRIu64
+				" agents do not fit %" PRIu64
+				" tool connection(s) each in RLIMIT_NOFILE %" PRIu64
 				": they share a pool of %" PRId64
 				" (--tool-conns)\n",
-				B.n, room, G.tool_conns);
+				B.n, per, room, G.tool_conns);
 		}
 	}
 	raise_nofile(
-		(uint64_t)((G.tool_conns ? G.tool_conns : B.n) + G.llm_conc +
-			   AGENT_SPARE_FDS),
+		(G.tool_conns ? (uint64_t)G.tool_conns : (uint64_t)B.n * per) +
+			(uint64_t)(G.llm_conc + AGENT_SPARE_FDS),
 		G.tool_conns
 			? "agents (the tool connection pool, the LLM connections and some to spare)"
 			: "agents (a tool connection per agent, the LLM connections and some to spare)",
-		G.tool_conns ? "--tool-conns" : "--agents", 1,
-		(uint64_t)G.llm_conc + AGENT_SPARE_FDS);
+		G.tool_conns ? "--tool-conns" : "--agents",
+		G.tool_conns ? 1 : per, (uint64_t)G.llm_conc + AGENT_SPARE_FDS);
 	G.lats = calloc((size_t)(B.n * G.steps), sizeof(*G.lats));
 	if (!G.lats) {
 		fprintf(stderr, "myriad-bench: agents: out of memory\n");
@@ -410,6 +391,8 @@ static int agents_setup(myriad_rt_t *rt)
 			strerror(-err));
 		return 1;
 	}
+	if (G.tools && agents_tools_setup())
+		return 1;
 	if (G.tool_conns) {
 		G.tool_ch = myriad_chan_create(rt, sizeof(int),
 					       (size_t)G.tool_conns, &err);
@@ -475,6 +458,7 @@ static int agents_teardown(void)
 			close(fd);
 		myriad_chan_destroy(G.tool_ch);
 	}
+	agents_tools_teardown();
 	r = myriad_infer_destroy(G.pool);
 	if (r < 0) {
 		fprintf(stderr,
@@ -489,6 +473,8 @@ static void agents_result(double w, int64_t tasks)
 {
 	size_t nl = (size_t)(B.n * G.steps);
 	double sps = (double)nl / w;
+	/* A step with tools makes two LLM calls. */
+	double llm_per_s = G.tools ? 2 * sps : sps;
 
 	/* Nearest rank, as the peers. */
 	qsort(G.lats, nl, sizeof(*G.lats), cmp_u64);
@@ -496,11 +482,14 @@ static void agents_result(double w, int64_t tasks)
 	       " p99_ms=%.3f bound_frac=%.4f",
 	       sps, cpu_s / (double)nl, G.lats[(nl * 50 + 99) / 100 - 1] / 1e6,
 	       G.lats[(nl * 99 + 99) / 100 - 1] / 1e6,
-	       sps / ((double)G.llm_conc * 1000.0 / (double)G.llm_ms));
+	       llm_per_s / ((double)G.llm_conc * 1000.0 / (double)G.llm_ms));
 	/* Not the peers' (docs/bench.md): how tool calls connect, memory. */
 	printf(" tool_conns=%" PRId64 " bytes_per_agent=%.0f",
-	       G.tool_conns ? G.tool_conns : B.n,
+	       G.tool_conns ? G.tool_conns : B.n * (G.tools ? G.tools : 1),
 	       peak_rss_kb() * 1024.0 / (double)B.n);
+	if (G.tools)
+		printf(" tools=%" PRId64 " tool_calls_per_s=%.1f", G.tools,
+		       sps * (double)G.tools);
 }
 
 const struct workload wl_agents = {
@@ -509,7 +498,9 @@ const struct workload wl_agents = {
 		"agents --agents A --steps S --tool-ms T --llm-ms L\n"
 		"                --llm-concurrency C [--tool-port P --llm-port P]\n"
 		"                [--tool-conns N]  (a shared pool of N tool\n"
-		"                connections; default one per agent)",
+		"                connections; default one per agent)\n"
+		"                [--tools [N]]  (a step is model -> N tool calls\n"
+		"                -> model; N 1 to 8, default 1)",
 	.parse = agents_parse,
 	.prepare = agents_prepare,
 	.setup = agents_setup,

@@ -43,7 +43,7 @@ struct bench_args {
 	int64_t workers;
 	int64_t n, tasks, yields, pairs, rounds, sleep_ms, conns;
 	int64_t agents, steps, tool_ms, llm_ms, llm_conc;
-	int64_t tool_port, llm_port, tool_conns;
+	int64_t tool_port, llm_port, tool_conns, tools;
 	int64_t hog_cpu;
 	const char *policy;
 };

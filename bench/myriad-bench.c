@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "agents.h"
 
 /* In the order of the usage text. */
 static const struct workload *const workloads[] = {
@@ -109,6 +109,7 @@ static const struct flag {
 	F("--tool-port", tool_port, 1, 65535),
 	F("--llm-port", llm_port, 1, 65535),
 	F("--tool-conns", tool_conns, 1, 65536),
+	F("--tools", tools, 1, AGENT_TOOLS_MAX),
 	F("--hog-cpu", hog_cpu, -1, CPU_SETSIZE - 1),
 #undef F
 };
@@ -122,6 +123,12 @@ static void parse_args(int argc, char **argv, struct bench_args *a)
 	for (i = 2; i < argc; i++) {
 		const char *f = argv[i];
 
+		/* --tools alone (last, or before another flag) means 1. */
+		if (!strcmp(f, "--tools") &&
+		    (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))) {
+			a->tools = 1;
+			continue;
+		}
 		if (i + 1 >= argc)
 			usage("flag without a value");
 		if (!strcmp(f, "--policy")) {
@@ -149,9 +156,9 @@ static void check_foreign(const char *wl, const struct bench_args *a)
 		usage("--policy and --hog-cpu are for noisy only");
 	if ((a->agents >= 0 || a->steps >= 0 || a->tool_ms >= 0 ||
 	     a->llm_ms >= 0 || a->llm_conc >= 0 || a->tool_port >= 0 ||
-	     a->llm_port >= 0 || a->tool_conns >= 0) &&
+	     a->llm_port >= 0 || a->tool_conns >= 0 || a->tools >= 0) &&
 	    strcmp(wl, "agents"))
-		usage("--agents, --steps, --tool-ms, --llm-ms, --llm-concurrency, --tool-port, --llm-port and --tool-conns are for agents only");
+		usage("--agents, --steps, --tool-ms, --llm-ms, --llm-concurrency, --tool-port, --llm-port, --tool-conns and --tools are for agents only");
 
 	if (a->sleep_ms >= 0 && strcmp(wl, "park"))
 		usage("--sleep-ms is for park only");
@@ -196,6 +203,7 @@ int main(int argc, char **argv)
 		.tool_port = -1,
 		.llm_port = -1,
 		.tool_conns = -1,
+		.tools = -1,
 		.hog_cpu = -2,
 		.policy = NULL,
 	};
