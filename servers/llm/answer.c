@@ -1,54 +1,140 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * servers/llm/answer.c: the answer at the end of a non-streamed service:
- * the reply text, the chat completion body, and the faults applied to it
- * (500, reset, truncated, oversized, malformed, slow).
+ * servers/llm/answer.c: what a chat answer says (its text cut at
+ * max_tokens, or its tool calls; its usage), the answer at the end of a
+ * non-streamed service (n choices), and the faults applied to it (500,
+ * reset, truncated, oversized, malformed, slow).
  */
 #include "llm.h"
 
-/* The reply text and its word boundaries (streamed a word per event). */
-size_t reply_text(const struct conn *c, char *buf, size_t cap, uint32_t *words,
-		  int *finished)
+/* The text of a text answer (A_TEXT, A_FINAL), c->r.tlen bytes. */
+const char *answer_text(const struct conn *c)
+{
+	return c->r.answer == A_FINAL ? json_string_value(c->r.ans) : c->r.text;
+}
+
+/*
+ * What the answer is, worked out once as its service starts: the text and
+ * where max_tokens cuts it (a token per word, the cut at a word), or the
+ * tool calls' tokens (a call: 3, and one per 4 bytes of its arguments).
+ */
+void answer_prepare(struct conn *c)
 {
 	uint32_t w = 1, max = c->r.max_tokens ? c->r.max_tokens : UINT32_MAX;
-	size_t i, n = (size_t)snprintf(buf, cap, "reply %" PRIu64 " to %u %s",
-				       c->r.seq, c->r.nmsg,
-				       c->r.nmsg == 1 ? "message" : "messages");
+	const char *t;
+	size_t i, n;
 
-	/* a token per word; max_tokens cuts the text at a word */
-	*finished = 1;
+	if (c->r.answer == A_TOOLS) {
+		const json_t *call;
+
+		c->r.words = 0;
+		json_array_foreach(c->r.ans, i, call) c->r.words +=
+			3 +
+			(uint32_t)json_string_length(json_array_get(call, 1)) /
+				4;
+		c->r.finished = 1;
+		return;
+	}
+	if (c->r.answer == A_TEXT) {
+		n = (size_t)snprintf(c->r.text, sizeof(c->r.text),
+				     "reply %" PRIu64 " to %u %s", c->r.seq,
+				     c->r.nmsg,
+				     c->r.nmsg == 1 ? "message" : "messages");
+	} else {
+		n = json_string_length(c->r.ans);
+	}
+	t = answer_text(c);
+	c->r.finished = 1;
 	for (i = 0; i < n; i++) {
-		if (buf[i] != ' ')
+		if (t[i] != ' ')
 			continue;
 		if (w == max) {
 			n = i;
-			*finished = 0;
+			c->r.finished = 0;
 			break;
 		}
 		w++;
 	}
-	*words = w;
-	buf[n] = 0;
-	return n;
+	c->r.words = w;
+	c->r.tlen = n;
 }
 
-static void chat_body_json(struct conn *c, const char *text, uint32_t words,
-			   int finished)
+/* n bytes of the answer's text as a JSON string into the scratch buffer. */
+void put_text(const struct conn *c, const char *p, size_t n)
+{
+	if (c->r.answer == A_TEXT) /* "reply ...": nothing to escape */
+		sc_printf("\"%.*s\"", (int)n, p);
+	else
+		sc_json_str(p, n);
+}
+
+/* "usage" of the whole answer: every choice's completion tokens. */
+void put_usage(const struct conn *c)
+{
+	uint32_t comp = c->r.words * c->r.n;
+
+	sc_printf("\"usage\":{\"prompt_tokens\":%u,\"completion_tokens\":%u,"
+		  "\"total_tokens\":%u}",
+		  c->r.prompt_tokens, comp, c->r.prompt_tokens + comp);
+}
+
+/*
+ * A tool call's id: "call_" and 24 hex digits from the request number, the
+ * choice and the call, so unique in the server's run.
+ */
+void put_call_id(const struct conn *c, unsigned choice, unsigned call)
+{
+	sc_printf("\"call_%016" PRIx64 "%04x%04x\"", c->r.seq, choice, call);
+}
+
+static void put_calls_message(const struct conn *c, unsigned choice)
+{
+	const json_t *call;
+	size_t k;
+
+	sc_printf("{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[");
+	json_array_foreach(c->r.ans, k, call)
+	{
+		sc_printf("%s{\"id\":", k ? "," : "");
+		put_call_id(c, choice, (unsigned)k);
+		sc_printf(",\"type\":\"function\",\"function\":{\"name\":");
+		sc_json(json_array_get(call, 0));
+		sc_printf(",\"arguments\":");
+		sc_json(json_array_get(call, 1));
+		sc_printf("}}");
+	}
+	sc_printf("]}");
+}
+
+static void chat_body_json(struct conn *c)
 {
 	double q = (double)(c->r.start - c->r.arrive) / 1e6;
 	double total = (double)(c->r.deadline - c->r.start) / 1e6;
+	const char *fin = c->r.answer == A_TOOLS ? "tool_calls"
+			  : c->r.finished	 ? "stop"
+						 : "length";
+	unsigned i;
 
 	sc_printf("{\"id\":\"chatcmpl-%" PRIu64 "\",\"object\":"
 		  "\"chat.completion\",\"created\":%ld,\"model\":\"%s\","
-		  "\"choices\":[{\"index\":0,\"message\":{\"role\":"
-		  "\"assistant\",\"content\":\"%s\"},\"finish_reason\":"
-		  "\"%s\"}],\"usage\":{\"prompt_tokens\":%u,"
-		  "\"completion_tokens\":%u,\"total_tokens\":%u},"
-		  "\"timings\":{\"queue_ms\":%.3f,\"prompt_ms\":%.3f,"
+		  "\"choices\":[",
+		  c->r.seq, (long)time(NULL), c->r.model);
+	for (i = 0; i < c->r.n; i++) {
+		sc_printf("%s{\"index\":%u,\"message\":", i ? "," : "", i);
+		if (c->r.answer == A_TOOLS) {
+			put_calls_message(c, i);
+		} else {
+			sc_printf("{\"role\":\"assistant\",\"content\":");
+			put_text(c, answer_text(c), c->r.tlen);
+			sc_printf("}");
+		}
+		sc_printf(",\"finish_reason\":\"%s\"}", fin);
+	}
+	sc_printf("],");
+	put_usage(c);
+	sc_printf(",\"timings\":{\"queue_ms\":%.3f,\"prompt_ms\":%.3f,"
 		  "\"predicted_ms\":%.3f}}",
-		  c->r.seq, (long)time(NULL), c->r.model, text,
-		  finished ? "stop" : "length", c->r.prompt_tokens, words,
-		  c->r.prompt_tokens + words, q, total / 4, total - total / 4);
+		  q, total / 4, total - total / 4);
 }
 
 /* The oversized bodies: valid JSON of about --oversize-bytes, built once. */
@@ -104,10 +190,6 @@ static const char *oversize_body(int kind, size_t *len)
  * if c was freed (the reset fault). */
 int service_done(struct conn *c)
 {
-	char text[128];
-	uint32_t words;
-	int fin;
-
 	c->state = C_WRITE;
 	S.late_us += L.loop.now > c->r.deadline
 			     ? (L.loop.now - c->r.deadline) / 1000
@@ -152,8 +234,7 @@ int service_done(struct conn *c)
 		free(c->r.body);
 		c->r.body = NULL;
 	} else {
-		reply_text(c, text, sizeof(text), &words, &fin);
-		chat_body_json(c, text, words, fin);
+		chat_body_json(c);
 	}
 	if (c->r.fault == F_TRUNC) {
 		/* The full length announced, half the body sent, then FIN. */

@@ -37,6 +37,7 @@ void conn_free(struct conn *c, int by_client, int reset)
 	free(c->rbuf);
 	free(c->obuf);
 	free(c->r.body);
+	json_decref(c->r.ans);
 	free(c);
 	L.open--;
 	srv_accept_resume(&L.loop);

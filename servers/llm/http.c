@@ -22,6 +22,21 @@ static void on_stats(struct conn *c)
 	reply_scratch(c, 200, NULL);
 }
 
+/* The models served: --models, or "mock". */
+static void on_models(struct conn *c)
+{
+	size_t i;
+
+	sc_reset();
+	sc_printf("{\"object\":\"list\",\"data\":[");
+	for (i = 0; i < (O.nmodels ? O.nmodels : 1); i++)
+		sc_printf("%s{\"id\":\"%s\",\"object\":\"model\","
+			  "\"created\":0,\"owned_by\":\"myriad\"}",
+			  i ? "," : "", O.nmodels ? O.model_text[i] : "mock");
+	sc_printf("]}");
+	reply_scratch(c, 200, NULL);
+}
+
 /*
  * The maxima restart from what is there now; open_connections, in_service
  * and queued are gauges and stay.
@@ -63,10 +78,7 @@ static void route(struct conn *c, const char *meth, size_t ml, const char *path,
 	} else if (IS("/health") && get) {
 		reply_json(c, 200, NULL, "{\"status\":\"ok\"}");
 	} else if (IS("/v1/models") && get) {
-		reply_json(c, 200, NULL,
-			   "{\"object\":\"list\",\"data\":[{\"id\":\"mock\","
-			   "\"object\":\"model\",\"created\":0,"
-			   "\"owned_by\":\"myriad\"}]}");
+		on_models(c);
 	} else if (IS("/stats") || IS("/reset-stats") || IS("/health") ||
 		   IS("/v1/models")) {
 		reply_error(c, 405, "invalid_request_error", NULL,

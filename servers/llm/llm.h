@@ -9,11 +9,17 @@
 
 #include "../srv.h"
 
+#include <jansson.h>
+
 #define PROG "llm-server"
 #define MAX_HDR (16 * 1024)
 #define RBUF_MIN 4096
 #define MAX_INPUTS 2048
 #define MODEL_MAX 200
+#define MAX_CHOICES 128 /* n, as the API allows */
+#define MAX_DIMS 4096	/* embeddings' dimensions */
+#define MAX_CALLS 1024	/* tool calls in one answer */
+#define ARG_PIECE 7	/* streamed tool-call arguments: bytes per chunk */
 #define NSEC_MS 1000000ull
 
 enum fault {
@@ -25,6 +31,7 @@ enum fault {
 	F_OVERSIZE,
 	F_MALFORMED,
 	F_SLOW,
+	F_STREAM_ERR,
 	F_COUNT
 };
 
@@ -45,6 +52,10 @@ struct llm_opts {
 	size_t drip_bytes;
 	uint64_t fail_first;
 	size_t max_body;
+	/* --models: the models served, as given and as JSON text (escaped,
+	 * no quotes); none: any model */
+	char **models, **model_text;
+	size_t nmodels;
 };
 
 extern struct llm_opts O;
@@ -66,6 +77,7 @@ extern struct llm_opts O;
 	X(chat)                      \
 	X(embeddings)                \
 	X(streams)                   \
+	X(tool_calls)                \
 	X(fault_429)                 \
 	X(fault_500)                 \
 	X(fault_reset)               \
@@ -73,6 +85,7 @@ extern struct llm_opts O;
 	X(fault_oversize)            \
 	X(fault_malformed)           \
 	X(fault_slow)                \
+	X(fault_stream_error)        \
 	X(slot_gaps)                 \
 	X(slot_gap_us)               \
 	X(late_us)
@@ -95,6 +108,13 @@ enum cstate {
 
 enum kind { K_CHAT, K_EMBED };
 
+/* What a chat answer is (tools.c decides it from the request). */
+enum answer {
+	A_TEXT,	 /* "reply <n> to <k> messages" */
+	A_TOOLS, /* tool calls: ans = [[name, arguments], ...] */
+	A_FINAL, /* after tool messages: ans = the content string */
+};
+
 struct req {
 	uint64_t seq;		/* chatcmpl-<seq> */
 	uint64_t arrive, start; /* ns */
@@ -103,9 +123,19 @@ struct req {
 	uint32_t max_tokens;	/* 0: none */
 	uint32_t prompt_tokens;
 	uint8_t kind, stream, fault;
-	uint16_t step, nsteps; /* streaming */
+	uint8_t n;	       /* choices */
+	uint8_t answer;	       /* enum answer */
+	uint8_t include_usage; /* stream_options.include_usage */
+	uint8_t finished;      /* the text was not cut by max_tokens */
+	uint32_t words;	       /* completion tokens of one choice */
+	uint32_t step, nsteps; /* streaming */
+	size_t tlen;	       /* the text's length, cut at max_tokens */
+	size_t soff;	       /* streaming: where the next piece starts */
+	uint32_t scall;	       /* streaming tool calls: the call */
+	char text[64];	       /* A_TEXT's text */
 	char model[MODEL_MAX + 1];
-	char *body; /* embeddings: built on arrival */
+	json_t *ans; /* A_TOOLS, A_FINAL (above) */
+	char *body;  /* embeddings: built on arrival */
 	size_t body_len;
 };
 
@@ -150,6 +180,7 @@ struct llm_state {
 	size_t scap;
 	char *enc; /* a request's value as JSON text (request.c: j_text) */
 	size_t ecap;
+	uint64_t rid_nonce, rid_count; /* x-request-id */
 };
 
 extern struct llm_state L;
@@ -170,8 +201,21 @@ void loop_timer(struct srv_conn *s);
 int parse_one(struct conn *c);
 
 /* request.c */
+void bad_param(struct conn *c, const char *param, const char *code,
+	       const char *msg);
+size_t j_text(const json_t *v);
+int model_field(struct conn *c, const json_t *v);
+int model_check(struct conn *c, int given);
+json_t *body_object(struct conn *c, const char *b, size_t n);
+void req_clear(struct conn *c);
 void on_chat(struct conn *c, const char *b, size_t n);
+
+/* embed.c */
 void on_embed(struct conn *c, const char *b, size_t n);
+
+/* tools.c */
+int tool_answer(struct conn *c, const json_t *msgs, const json_t *tools,
+		const json_t *choice, int parallel);
 
 /* service.c */
 void q_unlink(struct conn *c);
@@ -180,11 +224,15 @@ void admit(struct conn *c);
 void on_timer(struct conn *c);
 
 /* answer.c */
-size_t reply_text(const struct conn *c, char *buf, size_t cap, uint32_t *words,
-		  int *finished);
+void answer_prepare(struct conn *c);
+const char *answer_text(const struct conn *c);
+void put_text(const struct conn *c, const char *p, size_t n);
+void put_usage(const struct conn *c);
+void put_call_id(const struct conn *c, unsigned choice, unsigned call);
 int service_done(struct conn *c);
 
 /* stream.c */
+uint32_t stream_steps(struct conn *c);
 uint64_t stream_at(const struct conn *c, unsigned step);
 int stream_step(struct conn *c);
 
@@ -194,14 +242,20 @@ void ob_printf(struct conn *c, const char *fmt, ...);
 void sc_reset(void);
 void sc_printf(const char *fmt, ...);
 void sc_fill(char ch, size_t n);
+void sc_json(const json_t *v);
+void sc_json_str(const char *p, size_t n);
 int out_pending(const struct conn *c);
 void put_head(struct conn *c, int status, const char *ctype, size_t len,
 	      const char *extra);
+void put_stream_head(struct conn *c);
 void reply_scratch(struct conn *c, int status, const char *extra);
 void reply_json(struct conn *c, int status, const char *extra,
 		const char *json);
 void reply_error(struct conn *c, int status, const char *type, const char *code,
 		 const char *msg, int close);
+void reply_error_p(struct conn *c, int status, const char *type,
+		   const char *param, const char *code, const char *msg,
+		   int close);
 void reply_429(struct conn *c);
 void reply_500(struct conn *c);
 

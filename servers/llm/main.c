@@ -2,10 +2,13 @@
 /*
  * servers/llm/main.c: llm-server's options and main, and what the server
  * is: a mock OpenAI-compatible inference server for the `agents` benchmark
- * and the inference client's tests: chat completions (also streamed as
- * server-sent events), embeddings, a GPU-like limit of requests in service
- * at once with a FIFO (or 429) behind it, and fault modes (429, 500,
- * resets, truncated, oversized, malformed, slow bodies).
+ * and the inference client's tests: chat completions (n choices; also
+ * streamed as server-sent events, usage when asked; tool calls by the rule
+ * of servers/README.md), embeddings (float or base64), the API's error
+ * bodies and x-request-id, a GPU-like limit of requests in service at once
+ * with a FIFO (or 429) behind it, and fault modes (429, 500, resets,
+ * truncated, oversized, malformed, slow bodies, an error event
+ * mid-stream).
  *
  * One process, one thread, plain epoll (edge-triggered), a timer min-heap
  * driving epoll_pwait2's timeout. Not built on myriad on purpose: the
@@ -25,10 +28,14 @@
 #include "llm.h"
 
 static const char *const fault_opt[F_COUNT] = {
-	[F_429] = "--fault-429",	   [F_500] = "--fault-500",
-	[F_RESET] = "--fault-reset",	   [F_TRUNC] = "--fault-truncate",
-	[F_OVERSIZE] = "--fault-oversize", [F_MALFORMED] = "--fault-malformed",
+	[F_429] = "--fault-429",
+	[F_500] = "--fault-500",
+	[F_RESET] = "--fault-reset",
+	[F_TRUNC] = "--fault-truncate",
+	[F_OVERSIZE] = "--fault-oversize",
+	[F_MALFORMED] = "--fault-malformed",
 	[F_SLOW] = "--fault-slow",
+	[F_STREAM_ERR] = "--fault-stream-error",
 };
 
 struct llm_opts O = {
@@ -67,12 +74,51 @@ static void usage(int code)
 		"  --fault-oversize F   ... a valid body of --oversize-bytes\n"
 		"  --fault-malformed F  ... 200 with non-JSON or no \"choices\"\n"
 		"  --fault-slow F       ... body dripped --drip-bytes every --drip-ms\n"
+		"  --fault-stream-error F  ... streams: an error event mid-stream\n"
 		"  --oversize-bytes N   (default 8388608)\n"
 		"  --drip-ms MS         (default 50)    --drip-bytes N (default 8)\n"
 		"  --fail-first N       the first N requests get 500\n"
 		"  --max-body N         largest request body (default 16 MiB)\n"
+		"  --models A,B,...     serve only these models (others: 404)\n"
 		"Prints \"PORT <n>\" on stdout once listening.\n");
 	exit(code);
+}
+
+/* --models a,b,c: the names, and each as JSON text without its quotes. */
+static void models_arg(const char *v)
+{
+	char *list, *tok, *save = NULL;
+	json_t *s;
+	char *t;
+
+	if (!v || !*v) {
+		fprintf(stderr, PROG ": --models: a comma-separated list\n");
+		exit(2);
+	}
+	list = strdup(v);
+	O.nmodels = 0;
+	for (tok = strtok_r(list, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		s = json_string(tok);
+		t = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+		if (!t || strlen(t) - 2 > MODEL_MAX) {
+			fprintf(stderr, PROG ": --models: bad name '%s'\n",
+				tok);
+			exit(2);
+		}
+		t[strlen(t) - 1] = 0;
+		O.models = srv_xrealloc(O.models,
+					(O.nmodels + 1) * sizeof(*O.models));
+		O.model_text = srv_xrealloc(
+			O.model_text, (O.nmodels + 1) * sizeof(*O.model_text));
+		O.models[O.nmodels] = tok;
+		O.model_text[O.nmodels++] = t + 1;
+		json_decref(s);
+	}
+	if (!O.nmodels) {
+		fprintf(stderr, PROG ": --models: no model named\n");
+		exit(2);
+	}
 }
 
 static void parse_args(int argc, char **argv)
@@ -139,6 +185,8 @@ static void parse_args(int argc, char **argv)
 		else if (OPT("--max-body"))
 			O.max_body =
 				(size_t)srv_arg_int(PROG, a, v, 1, 1ll << 34);
+		else if (OPT("--models"))
+			models_arg(v);
 		else {
 			for (f = F_429; f < F_COUNT; f++)
 				if (OPT(fault_opt[f]))

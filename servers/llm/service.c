@@ -48,16 +48,10 @@ static void service_start(struct conn *c, uint64_t at)
 	c->state = C_SERVICE;
 	c->r.start = at;
 	c->r.step = 0;
+	if (c->r.kind == K_CHAT)
+		answer_prepare(c);
 	if (c->r.stream && c->r.fault != F_500) {
-		char text[128];
-		uint32_t words;
-		int fin;
-		size_t tl = reply_text(c, text, sizeof(text), &words, &fin);
-
-		c->r.nsteps =
-			c->r.fault == F_SLOW ? (uint16_t)tl : (uint16_t)words;
-		if (!c->r.nsteps)
-			c->r.nsteps = 1;
+		c->r.nsteps = stream_steps(c);
 		c->r.deadline = stream_at(c, c->r.nsteps);
 		srv_timer_set(&L.loop.heap, &c->s.tm, at);
 	} else {
@@ -126,6 +120,9 @@ static void count_fault(uint8_t f)
 	case F_SLOW:
 		S.fault_slow++;
 		break;
+	case F_STREAM_ERR:
+		S.fault_stream_error++;
+		break;
 	}
 }
 
@@ -135,6 +132,8 @@ void admit(struct conn *c)
 	c->r.seq = ++L.seq;
 	c->r.arrive = L.loop.now;
 	c->r.fault = pick_fault();
+	if (c->r.fault == F_STREAM_ERR && !c->r.stream)
+		c->r.fault = F_NONE; /* a fault of streams only */
 	count_fault(c->r.fault);
 	if (c->r.fault == F_429) {
 		reply_429(c);

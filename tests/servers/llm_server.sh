@@ -223,7 +223,7 @@ n = chunks[0]["id"].split("-")[1]
 assert words == ["reply", " " + n, " to", " 1", " message"], words
 assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 assert chunks[-1]["choices"][0]["delta"] == {}
-assert chunks[-1]["usage"]["completion_tokens"] == 5
+assert all("usage" not in c for c in chunks), "usage not asked for"
 EOF
 	[ $(((t1 - t0) / 1000000)) -ge 95 ] && ok "stream spread over llm_ms" ||
 		fail "stream took $(((t1 - t0) / 1000000)) ms, llm_ms is 100"
