@@ -13,9 +13,10 @@
 #   bash tests/examples/agent.sh AGENT LLM_SERVER TOOL_SERVER
 # Exit 0 pass, 1 fail.
 set -uo pipefail
-AGENT=${1:?agent}
-LLM=${2:?llm-server}
-TOOL=${3:?tool-server}
+# Absolute: the runs are in a temporary directory.
+AGENT=$(readlink -f "${1:?agent}")
+LLM=$(readlink -f "${2:?llm-server}")
+TOOL=$(readlink -f "${3:?tool-server}")
 
 tmp=$(mktemp -d)
 pids=()
