@@ -15,9 +15,9 @@
 
 #include "agent.h"
 
-#define READ_MAX 8192 /* read_file returns at most this many bytes */
-#define LINE_MAX 1024 /* a tool-server line, with its '\n' */
-#define CALC_DEPTH 64 /* nesting of calc's parentheses and signs */
+#define READ_MAX 8192	   /* read_file returns at most this many bytes */
+#define TOOL_LINE_MAX 1024 /* a tool-server line, with its '\n' */
+#define CALC_DEPTH 64	   /* nesting of calc's parentheses and signs */
 
 void tool_answer(struct call *c, const char *fmt, ...)
 {
@@ -47,7 +47,6 @@ static const char *arg_string(struct call *c, const char *key)
 }
 
 /* calc: + - * / and parentheses over decimal numbers. */
-
 struct calc {
 	const char *s, *p; /* the expression, where we are */
 	const char *err;   /* the first error */
@@ -92,8 +91,10 @@ static double calc_factor(struct calc *c)
 	/* A number: digits with at most one '.', nothing else. */
 	for (n = 0; isdigit((unsigned char)c->p[n]) || c->p[n] == '.'; n++)
 		dots += c->p[n] == '.';
-	if (n == dots || dots > 1 || n >= sizeof(num))
+	if (n == dots || dots > 1)
 		return calc_fail(c, "expected a number or '('");
+	if (n >= sizeof(num))
+		return calc_fail(c, "number too long");
 	memcpy(num, c->p, n);
 	num[n] = 0;
 	c->p += n;
@@ -160,7 +161,7 @@ struct fetch_task {
 	TOOL_TASK_HEAD;
 	int fd, off, len;
 	myriad_io_t op;
-	char line[LINE_MAX]; /* the request, then the answer */
+	char line[TOOL_LINE_MAX]; /* the request, then the answer */
 };
 
 static int fetch_step(myriad_task_t *self, void *p)
@@ -178,7 +179,7 @@ static int fetch_step(myriad_task_t *self, void *p)
 	if (st->len >= (int)sizeof(st->line) || strpbrk(q, "\r\n")) {
 		tool_answer(st->call,
 			    "error: a query is one line of at most %d bytes",
-			    LINE_MAX - 1);
+			    TOOL_LINE_MAX - 1);
 		return MYRIAD_DONE;
 	}
 	if (!tool_addrlen) {
@@ -211,7 +212,7 @@ static int fetch_step(myriad_task_t *self, void *p)
 	     st->off += rc) {
 		if (st->off == (int)sizeof(st->line) - 1) {
 			tool_answer(st->call, "error: answer over %d bytes",
-				    LINE_MAX);
+				    TOOL_LINE_MAX);
 			goto out;
 		}
 		MYRIAD_IO(st, rc,
