@@ -116,9 +116,9 @@ struct icall {
 	/* Streaming: content so far, appended by the driver, read by the
 	 * task, under slock; 'sparsed' is how much of 'resp' is parsed. */
 	bool stream, sdone;
-	bool s_delivered; /* content or a tool call came: no retry then */
-	size_t s_total;	  /* bytes assembled, bounded by max_response */
-	int collected_rc; /* the stream's result, once its reader took it */
+	bool s_delivered;     /* content or a tool call came: no retry then */
+	size_t s_total;	      /* bytes assembled, bounded by max_response */
+	int collected_rc;     /* the stream's result, once its reader took it */
 	struct schoice **sch; /* choices by arrival; [0] is index 0's */
 	size_t nsch, sch_cap;
 	char *s_id, *s_model, *s_fp;

@@ -156,7 +156,8 @@ void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 		return;
 	}
 	if (c->server_error) {
-		; /* sse_parse() said what */
+		/* Again: libcurl wrote its own words over it (ERRORBUFFER). */
+		error_describe(c, "the server sent an error event");
 	} else if (rc == CURLE_OK) {
 		char what[32];
 
