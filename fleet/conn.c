@@ -23,6 +23,7 @@
  * follows. A command's reply can therefore never reach another command.
  */
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +252,27 @@ static void flush_queue(struct fconn *c, uint64_t now)
 	}
 }
 
+/*
+ * hiredis writes with write(2): a peer gone raises SIGPIPE, which would
+ * kill a program that did not ignore it. The library must not: block it
+ * on this thread around the write, and take back one it raised.
+ */
+static void handle_write(struct fconn *c)
+{
+	struct timespec zero = { 0, 0 };
+	sigset_t pipe, old, pend;
+
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, &old);
+	redisAsyncHandleWrite(c->ac);
+	if (sigismember(&old, SIGPIPE))
+		return;
+	if (!sigpending(&pend) && sigismember(&pend, SIGPIPE))
+		sigtimedwait(&pipe, NULL, &zero);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 static void sock_arm(struct fconn *c, struct fsock *s)
 {
 	int r;
@@ -294,7 +316,7 @@ static void handle_ready(struct fconn *c)
 			if (ev & (POLLIN | POLLHUP | POLLERR))
 				redisAsyncHandleRead(c->ac);
 			if (c->ac && c->sock == s && (ev & POLLOUT))
-				redisAsyncHandleWrite(c->ac);
+				handle_write(c);
 		}
 	}
 }
@@ -355,10 +377,13 @@ static int conn_step(myriad_task_t *self, void *state)
 			redisAsyncFree(c->ac);
 		}
 		flush_queue(c, now);
-		/* Write at once what hiredis holds; poll only if it can't. */
-		if (c->state == CONN_UP && c->sock &&
-		    (c->sock->want & POLLOUT) && !c->sock->armed)
-			redisAsyncHandleWrite(c->ac);
+		/*
+		 * Write at once what hiredis holds, whatever the poll waits
+		 * for; a poll for POLLOUT is needed only when the socket's
+		 * buffer is full.
+		 */
+		if (c->state == CONN_UP && c->sock && (c->sock->want & POLLOUT))
+			handle_write(c);
 		if (atomic_load_explicit(&c->ready, memory_order_acquire))
 			continue;
 		if (c->sock) {
@@ -375,6 +400,15 @@ static int conn_step(myriad_task_t *self, void *state)
 			wake = c->connect_deadline;
 		else if (c->fhead)
 			wake = c->fhead->deadline_ns;
+		/*
+		 * Output left while the poll waits for input only: its cancel
+		 * re-arms it for both, and a write is tried again within a
+		 * millisecond in case the cancel found the poll gone.
+		 */
+		if (c->sock && (c->sock->want & POLLOUT) &&
+		    !(c->sock->armed & POLLOUT) && c->sock->armed &&
+		    now + 1000000 < wake)
+			wake = now + 1000000;
 		pthread_mutex_lock(&c->lock);
 		if (c->qhead && c->state != CONN_UP &&
 		    c->qhead->deadline_ns < wake)

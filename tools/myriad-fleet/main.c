@@ -399,10 +399,11 @@ static int cmd_run(myriad_fleet_t *f, const char *q, int argc, char **argv,
 	r = myriad_fleet_leave(m, drain_ms * 1000000);
 	fprintf(stderr,
 		"myriad-fleet: left: pulled %llu, claimed %llu, done %llu, "
-		"dead %llu, lost %llu%s\n",
+		"dead %llu, lost %llu, reconnects %llu, timeouts %llu%s\n",
 		(unsigned long long)st.pulled, (unsigned long long)st.claimed,
 		(unsigned long long)st.done, (unsigned long long)st.dead,
-		(unsigned long long)st.lost,
+		(unsigned long long)st.lost, (unsigned long long)st.reconnects,
+		(unsigned long long)st.timeouts,
 		r == -ETIMEDOUT ? " (some left for takeover)" : "");
 	return r == 0 ? EX_OK : EX_FAIL;
 }
