@@ -164,12 +164,12 @@ def test_kill(redis, rnd):
 def test_lease(redis):
     """A task longer than the lease, on a live worker, is not stolen."""
     q = "lease"
-    submit(redis.url, q, [{"id": "long", "kind": "sleep", "input": "2500"}],
+    submit(redis.url, q, [{"id": "long", "kind": "sleep", "input": "4000"}],
            shards=1)
-    a = worker(redis.url, q, "a", "--lease-ms", "600")
+    a = worker(redis.url, q, "a", "--lease-ms", "1500")
     wait_for(lambda: redis.cmd("XPENDING", "{lease:0}", "myriad")[0] == "1",
              "the long task to be taken")
-    b = worker(redis.url, q, "b", "--lease-ms", "600")
+    b = worker(redis.url, q, "b", "--lease-ms", "1500")
     wait_for(lambda: "long" in results(redis.url, q), "the long result")
     r = results(redis.url, q).get("long", [])
     if len(r) != 1 or r[0]["attempt"] != 1 or r[0]["consumer"] != "a":
