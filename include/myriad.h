@@ -14,6 +14,7 @@
 #include <myriad/time.h>
 #include <myriad/io.h>
 #include <myriad/infer.h>
+#include <myriad/fleet.h>
 #include <myriad/policy.h>
 #include <myriad/stats.h>
 #include <myriad/coro.h>
