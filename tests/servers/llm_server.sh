@@ -664,28 +664,52 @@ assert d["in_service"] == 0 and d["in_service_max"] == 1, d
 	stop INT
 }
 
-# err_shape STATUS CODE PARAM WHAT CURL-ARGS...: the answer has STATUS, an
-# x-request-id, and exactly the API's error body {"error":{"message",
-# "type","param","code"}} with that code and param (null: JSON null).
+# err_shape STATUS CODE PARAM WHAT CURL-ARGS...: the answer must have
+# STATUS, an x-request-id, and exactly the API's error body {"error":
+# {"message","type","param","code"}} with that code and param (null: JSON
+# null). Kept in $tmp/err.N (and $tmp/eb, the last body); err_check checks
+# them all in one python run.
+nerr=0
 err_shape() {
-	local want=$1 ecode=$2 param=$3 what=$4 code
+	local want=$1 ecode=$2 param=$3 what=$4
 	shift 4
-	code=$(curl -s -D "$tmp/eh" -o "$tmp/eb" -w '%{http_code}' "$@")
-	if [ "$code" = "$want" ] && grep -Eqi '^x-request-id: req_[0-9a-f]{32}' "$tmp/eh" &&
-		ECODE=$ecode PARAM=$param py '
-import os
-e = d["error"]
-assert list(d) == ["error"], d
-assert sorted(e) == ["code", "message", "param", "type"], e
-assert isinstance(e["message"], str) and e["message"] and isinstance(e["type"], str), e
-for k, env in (("code", "ECODE"), ("param", "PARAM")):
-    w = os.environ[env]
-    assert e[k] == (None if w == "null" else w), (k, e[k], w)
-' <"$tmp/eb"; then
-		ok "$what -> $want ($ecode)"
-	else
-		fail "$what: got $code $(head -c 300 "$tmp/eb")"
-	fi
+	nerr=$((nerr + 1))
+	curl -s -D "$tmp/err.$nerr.h" -o "$tmp/err.$nerr.b" -w '%{http_code}' "$@" >"$tmp/err.$nerr.s"
+	printf '%s\t%s\t%s\t%s\t%s\n' "$nerr" "$want" "$ecode" "$param" "$what" >>"$tmp/errs"
+	cp "$tmp/err.$nerr.b" "$tmp/eb"
+}
+err_check() {
+	local n
+	[ -s "$tmp/errs" ] || return 0
+	python3 - "$tmp" <<'EOF'
+import json, re, sys
+t = sys.argv[1]
+bad = 0
+for line in open(t + "/errs").read().splitlines():
+    n, want, code, param, what = line.split("\t")
+    raw = ""
+    try:
+        status = open("%s/err.%s.s" % (t, n)).read()
+        head = open("%s/err.%s.h" % (t, n)).read()
+        raw = open("%s/err.%s.b" % (t, n)).read()
+        assert status == want, (status, want)
+        assert re.search(r"(?im)^x-request-id: req_[0-9a-f]{32}\r?$", head), head
+        d = json.loads(raw)
+        e = d["error"]
+        assert list(d) == ["error"], d
+        assert sorted(e) == ["code", "message", "param", "type"], e
+        assert isinstance(e["message"], str) and e["message"] and isinstance(e["type"], str), e
+        for k, w in (("code", code), ("param", param)):
+            assert e[k] == (None if w == "null" else w), (k, e[k], w)
+        print("ok: %s -> %s (%s)" % (what, want, code))
+    except Exception as x:
+        bad += 1
+        print("FAIL: %s: %r | %s" % (what, x, raw[:300]), file=sys.stderr)
+sys.exit(min(bad, 100))
+EOF
+	n=$?
+	failures=$((failures + n))
+	: >"$tmp/errs"
 }
 
 U='{"role":"user","content":"hello"}'
@@ -880,6 +904,7 @@ EOF
 	err_shape 500 null null "fail-first 500" -d "{\"messages\":[$U]}" "$URL/v1/chat/completions"
 	py 'assert d["error"]["type"] == "server_error"' <"$tmp/eb" || fail "500 type"
 	stop
+	err_check
 
 	# Without --models any model is served.
 	start "$LLM" --llm-ms 5
