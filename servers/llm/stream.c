@@ -142,8 +142,8 @@ static void stream_piece(struct conn *c, unsigned s)
 	}
 	for (i = 0; i < c->r.n; i++) {
 		sc_reset();
-		if (c->r.fault == F_OVERSIZE && s == 1) {
-			/* the answer starts with oversize content */
+		if (c->r.fault == F_OVERSIZE && s == 1 && call) {
+			/* tool calls: a content chunk of x before them */
 			chunk_open(c, i);
 			sc_printf("{\"content\":\"");
 			sc_fill('x', O.oversize_bytes);
@@ -156,6 +156,19 @@ static void stream_piece(struct conn *c, unsigned s)
 		chunk_open(c, i);
 		if (call) {
 			tool_delta(c, i, call, len);
+		} else if (c->r.fault == F_OVERSIZE && s == 1) {
+			/* the first piece carries the x: one string, so the
+			 * piece's opening quote goes */
+			size_t at;
+
+			sc_printf("{\"content\":\"");
+			sc_fill('x', O.oversize_bytes);
+			at = sc_len;
+			put_text(c, t + c->r.soff, len);
+			memmove(L.scratch + at, L.scratch + at + 1,
+				sc_len - at - 1);
+			sc_len--;
+			sc_printf("}");
 		} else {
 			sc_printf("{\"content\":");
 			put_text(c, t + c->r.soff, len);

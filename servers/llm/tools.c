@@ -22,7 +22,7 @@ struct text {
 static void msg_text(const json_t *m, struct text *t)
 {
 	const json_t *c = json_object_get(m, "content"), *part, *x;
-	size_t i, len = 0;
+	size_t i, len = 0, parts = 0;
 
 	t->p = "";
 	t->n = 0;
@@ -32,6 +32,7 @@ static void msg_text(const json_t *m, struct text *t)
 		t->n = json_string_length(c);
 		return;
 	}
+	/* twice: the length, then the text */
 	for (int pass = 0; pass < 2 && json_is_array(c); pass++) {
 		json_array_foreach(c, i, part)
 		{
@@ -46,7 +47,7 @@ static void msg_text(const json_t *m, struct text *t)
 				len += json_string_length(x) + 1;
 				continue;
 			}
-			if (t->n)
+			if (parts++)
 				t->own[t->n++] = '\n';
 			memcpy(t->own + t->n, json_string_value(x),
 			       json_string_length(x));

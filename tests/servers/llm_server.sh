@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # tests/servers/llm_server.sh: the mock servers of servers/ over
 # loopback, with curl and bash's /dev/tcp (python3 reads the JSON).
-#   bash tests/servers/llm_server.sh GROUP LLM_SERVER TOOL_SERVER
+#   bash tests/servers/llm_server.sh GROUP LLM_SERVER TOOL_SERVER [SDK_CACHE]
 # GROUP: basic (chat, embeddings, streaming, stats, keep-alive, bad
 # requests), concurrency (the batch limit, the FIFO, 429 overload, client
 # closes), faults (every fault mode, --fail-first, fractions), tool (the
-# tool server). Each server runs on an ephemeral port (--port 0, "PORT n").
-# Exit 0 pass, 1 fail, 77 skip (no curl or python3).
+# tool server), api (n, embeddings in batch/base64/dimensions, usage in
+# streams, --models, x-request-id, error bodies), toolcalls (the tool-call
+# rule, llm_tools.py), sdk (the official OpenAI Node SDK; a 4th argument,
+# the folder to install it in). Each server runs on an ephemeral port
+# (--port 0, "PORT n").
+# Exit 0 pass, 1 fail, 77 skip (no curl or python3; sdk: no node/npm or
+# no registry).
 set -uo pipefail
 group=${1:?group}
 LLM=${2:?llm-server}
 TOOL=${3:?tool-server}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 command -v curl >/dev/null 2>&1 || { echo "SKIP: no curl"; exit 77; }
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
 
@@ -45,7 +51,7 @@ start() {
 	pids+=("$PID")
 	PORT=
 	for i in $(seq 100); do
-		PORT=$(awk '$1 == "PORT" { print $2 }' "$out")
+		PORT=$(awk '$1 == "PORT" { print $2 }' "$out" 2>/dev/null)
 		[ -n "$PORT" ] && break
 		sleep 0.05
 	done
@@ -420,13 +426,17 @@ group_faults() {
 	[ "$(stat fault_429)" = 1 ] && [ "$(stat rejected_429)" = 1 ] || fail "fault_429 counter"
 	stop
 	start "$LLM" --llm-ms 10 --fault-429 1 --retry-after 3 --retry-after-date
+	# The date is the server's clock (whole seconds) + 3, read between
+	# t0 (before the request) and now: bracketed, however loaded the
+	# machine.
+	t0=$(date +%s)
 	chat "{\"messages\":[$MSG1]}" -D "$tmp/h" -o /dev/null
-	python3 - "$tmp/h" <<'EOF' && ok "fault 429, Retry-After HTTP-date" || fail "429 date: $(cat "$tmp/h")"
+	python3 - "$tmp/h" "$t0" <<'EOF' && ok "fault 429, Retry-After HTTP-date" || fail "429 date: $(cat "$tmp/h")"
 import email.utils, sys, time
 h = dict(l.split(": ", 1) for l in open(sys.argv[1]).read().splitlines()[1:] if ": " in l)
 t = email.utils.parsedate_to_datetime(h["Retry-After"]).timestamp()
 assert h["Retry-After"].endswith(" GMT"), h
-assert 1 <= t - time.time() <= 4.5, t - time.time()
+assert int(sys.argv[2]) + 3 <= t <= time.time() + 3, (t, sys.argv[2], time.time())
 assert h["retry-after-ms"] == "3000"
 EOF
 	stop
@@ -538,6 +548,37 @@ EOF
 		fail "fault slow: $(((t1 - t0) / 1000000)) ms"
 	stop INT
 
+	# An error event on a 200 stream: some content, then the API's error
+	# object, the chunked body ended (curl exits 0), no [DONE]; the same
+	# for a stream of tool calls; a non-streamed answer is not touched.
+	start "$LLM" --llm-ms 10 --fault-stream-error 1
+	chat "{\"messages\":[$MSG1],\"stream\":true}" -N -D "$tmp/sh" -o "$tmp/sb"
+	rc=$?
+	chat "{\"messages\":[$MSG1],\"stream\":true,\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"calc\"}}]}" \
+		-N -o "$tmp/sb2"
+	rc=$rc$?
+	code=$(chat "{\"messages\":[$MSG1]}" -o "$tmp/b" -w '%{http_code}')
+	python3 - "$tmp/sh" "$tmp/sb" "$tmp/sb2" <<'EOF' && [ "$rc" = 00 ] && ok "fault stream-error" ||
+import json, sys
+assert open(sys.argv[1]).read().startswith("HTTP/1.1 200 ")
+for f, key in ((sys.argv[2], "content"), (sys.argv[3], "tool_calls")):
+    ev = [l[6:] for l in open(f).read().split("\n") if l.startswith("data: ")]
+    assert "[DONE]" not in ev, ev
+    ch = [json.loads(e) for e in ev]
+    err = ch[-1]
+    assert err == {"error": {"message": err["error"]["message"], "type": "server_error",
+                             "param": None, "code": None}}, err
+    body = ch[1:-1]
+    assert body and all(key in c["choices"][0]["delta"] for c in body), ch
+    assert all(c["choices"][0]["finish_reason"] is None for c in ch[:-1])
+EOF
+		fail "fault stream-error: curl $rc"
+	[ "$code" = 200 ] && py 'assert d["choices"][0]["message"]["content"].startswith("reply")' <"$tmp/b" &&
+		ok "fault stream-error: non-streamed answered" || fail "stream-error non-streamed: $code"
+	stats | py 'assert d["fault_stream_error"] == 2 and d["completed"] == 1 and d["connections_accepted"] == 4, d' &&
+		ok "fault_stream_error counted" || fail "fault_stream_error counter"
+	stop
+
 	# Fractions: with --fault-500 0.5 about half fail; same seed, same ones.
 	for i in 1 2; do
 		start "$LLM" --llm-ms 0 --fault-500 0.5 --fault-429 0.1 --seed 42
@@ -623,8 +664,302 @@ assert d["in_service"] == 0 and d["in_service_max"] == 1, d
 	stop INT
 }
 
+# err_shape STATUS CODE PARAM WHAT CURL-ARGS...: the answer must have
+# STATUS, an x-request-id, and exactly the API's error body {"error":
+# {"message","type","param","code"}} with that code and param (null: JSON
+# null). Kept in $tmp/err.N (and $tmp/eb, the last body); err_check checks
+# them all in one python run.
+nerr=0
+err_shape() {
+	local want=$1 ecode=$2 param=$3 what=$4
+	shift 4
+	nerr=$((nerr + 1))
+	curl -s -D "$tmp/err.$nerr.h" -o "$tmp/err.$nerr.b" -w '%{http_code}' "$@" >"$tmp/err.$nerr.s"
+	printf '%s\t%s\t%s\t%s\t%s\n' "$nerr" "$want" "$ecode" "$param" "$what" >>"$tmp/errs"
+	cp "$tmp/err.$nerr.b" "$tmp/eb"
+}
+err_check() {
+	local n
+	[ -s "$tmp/errs" ] || return 0
+	python3 - "$tmp" <<'EOF'
+import json, re, sys
+t = sys.argv[1]
+bad = 0
+for line in open(t + "/errs").read().splitlines():
+    n, want, code, param, what = line.split("\t")
+    raw = ""
+    try:
+        status = open("%s/err.%s.s" % (t, n)).read()
+        head = open("%s/err.%s.h" % (t, n)).read()
+        raw = open("%s/err.%s.b" % (t, n)).read()
+        assert status == want, (status, want)
+        assert re.search(r"(?im)^x-request-id: req_[0-9a-f]{32}\r?$", head), head
+        d = json.loads(raw)
+        e = d["error"]
+        assert list(d) == ["error"], d
+        assert sorted(e) == ["code", "message", "param", "type"], e
+        assert isinstance(e["message"], str) and e["message"] and isinstance(e["type"], str), e
+        for k, w in (("code", code), ("param", param)):
+            assert e[k] == (None if w == "null" else w), (k, e[k], w)
+        print("ok: %s -> %s (%s)" % (what, want, code))
+    except Exception as x:
+        bad += 1
+        print("FAIL: %s: %r | %s" % (what, x, raw[:300]), file=sys.stderr)
+sys.exit(min(bad, 100))
+EOF
+	n=$?
+	failures=$((failures + n))
+	: >"$tmp/errs"
+}
+
+U='{"role":"user","content":"hello"}'
+
+# The API's surface: n, embeddings (batch, token arrays, base64,
+# dimensions), usage in streams, --models, x-request-id, error bodies.
+group_api() {
+	local i v
+
+	start "$LLM" --llm-ms 5 --models gpt-mock,emb-mock
+	# n = 3: three choices, indexes 0..2, each with finish_reason; the
+	# usage counts them all.
+	chat "{\"model\":\"gpt-mock\",\"n\":3,\"messages\":[$U]}" | py '
+c = d["choices"]
+assert [x["index"] for x in c] == [0, 1, 2], c
+for x in c:
+    assert x["finish_reason"] == "stop", x
+    assert x["message"] == {"role": "assistant", "content": "reply 1 to 1 message"}, x
+assert d["usage"]["completion_tokens"] == 15, d["usage"]
+assert d["usage"]["total_tokens"] == d["usage"]["prompt_tokens"] + 15
+' && ok "n=3" || fail "n=3"
+	chat "{\"n\":2,\"max_tokens\":2,\"messages\":[$U]}" | py '
+assert [(x["index"], x["message"]["content"], x["finish_reason"]) for x in d["choices"]] == \
+    [(0, "reply 2", "length"), (1, "reply 2", "length")], d
+assert d["usage"]["completion_tokens"] == 4
+' && ok "n=2 with max_tokens" || fail "n=2 max_tokens"
+	chat "{\"n\":3,\"stream\":true,\"messages\":[$U]}" -N >"$tmp/sb"
+	python3 - "$tmp/sb" <<'EOF' && ok "n=3 streamed: a chunk per choice" || fail "n=3 streamed"
+import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split("\n") if l.startswith("data: ")]
+assert ev[-1] == "[DONE]", ev[-1]
+ch = [json.loads(e) for e in ev[:-1]]
+assert all(len(c["choices"]) == 1 for c in ch)
+text, fin = {}, {}
+for c in ch:
+    x = c["choices"][0]
+    text[x["index"]] = text.get(x["index"], "") + (x["delta"].get("content") or "")
+    if x["finish_reason"]:
+        fin[x["index"]] = x["finish_reason"]
+n = ch[0]["id"].split("-")[1]
+assert text == {i: "reply %s to 1 message" % n for i in range(3)}, text
+assert fin == {0: "stop", 1: "stop", 2: "stop"}, fin
+EOF
+	err_shape 400 integer_below_min_value n "n=0" -d "{\"n\":0,\"messages\":[$U]}" "$URL/v1/chat/completions"
+	err_shape 400 integer_above_max_value n "n=129" -d "{\"n\":129,\"messages\":[$U]}" "$URL/v1/chat/completions"
+	err_shape 400 invalid_type n "n a string" -d "{\"n\":\"2\",\"messages\":[$U]}" "$URL/v1/chat/completions"
+	chat "{\"n\":128,\"messages\":[$U]}" | py 'assert len(d["choices"]) == 128' &&
+		ok "n=128" || fail "n=128"
+
+	# Usage in a stream only when asked, in its own last chunk.
+	chat "{\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[$U]}" -N >"$tmp/sb"
+	python3 - "$tmp/sb" <<'EOF' && ok "include_usage: its own chunk, choices []" || fail "include_usage"
+import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split("\n") if l.startswith("data: ")]
+assert ev[-1] == "[DONE]", ev[-1]
+ch = [json.loads(e) for e in ev[:-1]]
+u = ch[-1]
+assert u["choices"] == [] and u["object"] == "chat.completion.chunk", u
+assert u["id"] == ch[0]["id"] and u["model"] == ch[0]["model"]
+assert u["usage"]["completion_tokens"] == 5, u
+assert u["usage"]["total_tokens"] == u["usage"]["prompt_tokens"] + 5 > 5, u
+for c in ch[:-1]:
+    assert "usage" in c and c["usage"] is None, c
+assert ch[-2]["choices"][0]["finish_reason"] == "stop"
+EOF
+	for v in false null; do
+		chat "{\"stream\":true,\"stream_options\":{\"include_usage\":$v},\"messages\":[$U]}" -N >"$tmp/sb"
+		python3 - "$tmp/sb" <<'EOF' && ok "include_usage $v: no usage" || fail "include_usage $v"
+import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split("\n") if l.startswith("data: ")]
+assert ev[-1] == "[DONE]"
+ch = [json.loads(e) for e in ev[:-1]]
+assert all("usage" not in c and len(c["choices"]) == 1 for c in ch), ch
+EOF
+	done
+	err_shape 400 null stream_options "stream_options without stream" \
+		-d "{\"stream_options\":{\"include_usage\":true},\"messages\":[$U]}" "$URL/v1/chat/completions"
+	err_shape 400 invalid_type stream_options "include_usage not a boolean" \
+		-d "{\"stream\":true,\"stream_options\":{\"include_usage\":1},\"messages\":[$U]}" "$URL/v1/chat/completions"
+
+	# Embeddings: a batch, an index each; token arrays; base64 is the
+	# little-endian float32 of the float answer; dimensions.
+	curl -s -d '{"model":"emb-mock","input":["alpha","beta",[1,2,3],"alpha"]}' "$URL/v1/embeddings" >"$tmp/ef"
+	curl -s -d '{"model":"emb-mock","input":["alpha","beta",[1,2,3],"alpha"],"encoding_format":"base64"}' \
+		"$URL/v1/embeddings" >"$tmp/eb64"
+	curl -s -d '{"model":"emb-mock","input":"alpha","encoding_format":"float"}' "$URL/v1/embeddings" >"$tmp/e1"
+	curl -s -d '{"model":"emb-mock","input":[1,2,3],"dimensions":20,"encoding_format":"base64"}' \
+		"$URL/v1/embeddings" >"$tmp/ed"
+	curl -s -d '{"model":"emb-mock","input":[[1,2,3]],"dimensions":20}' "$URL/v1/embeddings" >"$tmp/edf"
+	python3 - "$tmp" <<'EOF' && ok "embeddings: batch, tokens, base64 = float32 of float, dimensions" || fail "embeddings api"
+import base64, json, struct, sys
+t = sys.argv[1]
+f, b, one, d, df = (json.load(open(t + "/" + n)) for n in ("ef", "eb64", "e1", "ed", "edf"))
+for x in (f, b):
+    assert x["object"] == "list" and x["model"] == "emb-mock", x
+    assert [e["index"] for e in x["data"]] == [0, 1, 2, 3], x
+    assert all(e["object"] == "embedding" for e in x["data"])
+    assert x["usage"]["prompt_tokens"] == x["usage"]["total_tokens"] > 0
+assert f["usage"] == b["usage"]
+def dec(s):
+    raw = base64.b64decode(s, validate=True)
+    assert len(raw) % 4 == 0
+    return list(struct.unpack("<%df" % (len(raw) // 4), raw))
+def f32(v):
+    return [struct.unpack("<f", struct.pack("<f", x))[0] for x in v]
+for ef, eb in zip(f["data"], b["data"]):
+    assert isinstance(eb["embedding"], str), eb
+    assert len(ef["embedding"]) == 8
+    assert dec(eb["embedding"]) == f32(ef["embedding"]), (ef, eb)
+v = f["data"]
+assert v[0]["embedding"] == v[3]["embedding"] == one["data"][0]["embedding"]
+assert v[0]["embedding"] != v[1]["embedding"] != v[2]["embedding"]
+dd = dec(d["data"][0]["embedding"])
+assert len(dd) == 20 and len(df["data"][0]["embedding"]) == 20, (len(dd),)
+assert dd == f32(df["data"][0]["embedding"]), "token array [1,2,3] as one input or in a batch"
+assert f32(v[2]["embedding"]) == dd[:8], "the first 8 of 20 dimensions are the 8"
+EOF
+	err_shape 400 invalid_value encoding_format "encoding_format hex" \
+		-d '{"input":"x","encoding_format":"hex"}' "$URL/v1/embeddings"
+	err_shape 400 integer_below_min_value dimensions "dimensions 0" \
+		-d '{"input":"x","dimensions":0}' "$URL/v1/embeddings"
+	err_shape 400 integer_above_max_value dimensions "dimensions 5000" \
+		-d '{"input":"x","dimensions":5000}' "$URL/v1/embeddings"
+	err_shape 400 invalid_type input "token array with a string" \
+		-d '{"input":[1,"a"]}' "$URL/v1/embeddings"
+	err_shape 400 invalid_type input "batch with a float token" \
+		-d '{"input":[[1,2.5]]}' "$URL/v1/embeddings"
+	err_shape 400 invalid_type input "batch with an empty token array" \
+		-d '{"input":["a",[]]}' "$URL/v1/embeddings"
+	err_shape 400 null input "2049 inputs" \
+		-d "{\"input\":[$(printf '"x",%.0s' $(seq 2048))\"x\"]}" "$URL/v1/embeddings"
+
+	# --models: others are 404 model_not_found, for chat and embeddings;
+	# no model: the first; /v1/models lists them.
+	err_shape 404 model_not_found null "chat, model outside --models" \
+		-d "{\"model\":\"gpt-other\",\"messages\":[$U]}" "$URL/v1/chat/completions"
+	py 'assert d["error"]["message"] == "The model `gpt-other` does not exist or you do not have access to it.", d' \
+		<"$tmp/eb" && ok "model_not_found message" || fail "model_not_found message"
+	err_shape 404 model_not_found null "embeddings, model outside --models" \
+		-d '{"model":"x","input":"a"}' "$URL/v1/embeddings"
+	err_shape 404 model_not_found null "streamed chat, model outside --models" \
+		-d "{\"model\":\"x\",\"stream\":true,\"messages\":[$U]}" "$URL/v1/chat/completions"
+	chat "{\"messages\":[$U]}" | py 'assert d["model"] == "gpt-mock", d["model"]' &&
+		ok "no model: the first of --models" || fail "no model with --models"
+	curl -s "$URL/v1/models" | py '
+assert [m["id"] for m in d["data"]] == ["gpt-mock", "emb-mock"], d
+assert d["object"] == "list" and all(m["object"] == "model" for m in d["data"])
+' && ok "/v1/models lists --models" || fail "/v1/models"
+
+	# x-request-id on every answer: 200s, streams, errors; all distinct.
+	: >"$tmp/ids"
+	for i in 1 2 3; do
+		chat "{\"messages\":[$U]}" -D - -o /dev/null >>"$tmp/ids"
+	done
+	chat "{\"stream\":true,\"messages\":[$U]}" -D - -o /dev/null >>"$tmp/ids"
+	curl -s -D - -o /dev/null -d '{"input":"x"}' "$URL/v1/embeddings" >>"$tmp/ids"
+	curl -s -D - -o /dev/null "$URL/health" >>"$tmp/ids"
+	curl -s -D - -o /dev/null "$URL/stats" >>"$tmp/ids"
+	curl -s -D - -o /dev/null -d '{' "$URL/v1/chat/completions" >>"$tmp/ids"
+	curl -s -D - -o /dev/null "$URL/nowhere" >>"$tmp/ids"
+	python3 - "$tmp/ids" <<'EOF' && ok "x-request-id: on each of 9 answers, distinct" || fail "x-request-id"
+import re, sys
+heads = [h for h in open(sys.argv[1]).read().split("HTTP/1.1 ") if h.strip()]
+assert len(heads) == 9, len(heads)
+ids = []
+for h in heads:
+    m = re.findall(r"(?im)^x-request-id: (\S+)\r?$", h)
+    assert len(m) == 1, h
+    assert re.fullmatch(r"req_[0-9a-f]{32}", m[0]), m
+    ids.append(m[0])
+assert len(set(ids)) == 9, ids
+EOF
+
+	# Every error in the API's shape.
+	err_shape 400 null null "not JSON" -d '{"messages": [' "$URL/v1/chat/completions"
+	err_shape 400 null messages "no messages" -d '{"model":"gpt-mock"}' "$URL/v1/chat/completions"
+	err_shape 400 null messages "empty messages" -d '{"messages":[]}' "$URL/v1/chat/completions"
+	err_shape 400 invalid_type model "model a number" -d "{\"model\":1,\"messages\":[$U]}" "$URL/v1/chat/completions"
+	err_shape 400 null max_tokens "max_tokens 0" -d "{\"max_tokens\":0,\"messages\":[$U]}" "$URL/v1/chat/completions"
+	err_shape 400 null input "embeddings without input" -d '{}' "$URL/v1/embeddings"
+	err_shape 404 unknown_url null "unknown path" -d '{}' "$URL/v1/completions"
+	err_shape 405 null null "GET a POST endpoint" "$URL/v1/chat/completions"
+	err_shape 405 null null "POST /stats" -X POST "$URL/stats"
+	err_shape 411 null null "chunked request body" -H 'Transfer-Encoding: chunked' -d '{}' "$URL/v1/chat/completions"
+	err_shape 413 null null "body over --max-body" -H 'Content-Length: 999999999999' -d '{}' "$URL/v1/chat/completions"
+	err_shape 431 null null "headers over 16 KiB" -H "X-Big: $(head -c 17000 /dev/zero | tr '\0' a)" "$URL/health"
+	stop
+	start "$LLM" --llm-ms 5 --fault-429 1
+	err_shape 429 rate_limit_exceeded null "fault 429" -d "{\"messages\":[$U]}" "$URL/v1/chat/completions"
+	stop
+	start "$LLM" --llm-ms 5 --fail-first 1
+	err_shape 500 null null "fail-first 500" -d "{\"messages\":[$U]}" "$URL/v1/chat/completions"
+	py 'assert d["error"]["type"] == "server_error"' <"$tmp/eb" || fail "500 type"
+	stop
+	err_check
+
+	# Without --models any model is served.
+	start "$LLM" --llm-ms 5
+	chat "{\"model\":\"anything-at-all\",\"messages\":[$U]}" | py 'assert d["model"] == "anything-at-all"' &&
+		ok "no --models: any model" || fail "no --models: any model"
+	curl -s -d '{"model":"whatever","input":"x"}' "$URL/v1/embeddings" | py 'assert d["model"] == "whatever"' &&
+		ok "no --models: any embeddings model" || fail "no --models embeddings"
+	stop
+}
+
+# Tool calls by the rule of servers/README.md: tests/servers/llm_tools.py.
+group_toolcalls() {
+	start "$LLM" --llm-ms 2
+	python3 "$here/llm_tools.py" "$URL" || fail "tool calls (above)"
+	stats | py 'assert d["tool_calls"] > 40 and d["bad_requests"] == 6, d' &&
+		ok "stats: tool_calls" || fail "stats tool_calls"
+	stop
+}
+
+# The official OpenAI Node SDK (tests/servers/sdk/package.json, pinned by
+# its package-lock.json) against llm-server, installed once into
+# SDK_CACHE (the 4th argument: a folder of the build tree). Skips (77)
+# where node or npm is missing or npm cannot install it (offline).
+group_sdk() {
+	local cache=${4:-} want have
+	[ -n "$cache" ] || { echo "sdk: no cache folder given (4th argument)" >&2; exit 2; }
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+		{ echo "SKIP: no node or npm: the OpenAI SDK check needs them"; exit 77; }
+	mkdir -p "$cache" || exit 1
+	want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["packages"]["node_modules/openai"]["version"])' \
+		"$here/sdk/package-lock.json")
+	have=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' \
+		"$cache/node_modules/openai/package.json" 2>/dev/null)
+	if [ "$have" != "$want" ] || ! cmp -s "$here/sdk/package-lock.json" "$cache/package-lock.json"; then
+		cp "$here/sdk/package.json" "$here/sdk/package-lock.json" "$cache/" || exit 1
+		if ! (cd "$cache" && timeout 120 npm ci --ignore-scripts --no-audit --no-fund \
+			--fetch-retries=1 --fetch-timeout=20000 >npm.log 2>&1); then
+			echo "SKIP: npm could not install openai@$want into $cache (offline?):"
+			tail -5 "$cache/npm.log"
+			exit 77
+		fi
+	fi
+	cp "$here/sdk/check.mjs" "$cache/" || exit 1
+	echo "openai (Node SDK) $want, node $(node --version)"
+	start "$LLM" --llm-ms 5 --models gpt-mock,emb-mock
+	timeout 60 node "$cache/check.mjs" "$URL/v1" || fail "the OpenAI SDK (above)"
+	stop
+	start "$LLM" --llm-ms 5 --fault-stream-error 1
+	timeout 60 node "$cache/check.mjs" "$URL/v1" stream-error || fail "the OpenAI SDK, stream error"
+	stop
+}
+
 case "$group" in
-basic | concurrency | faults | tool) "group_$group" ;;
+basic | concurrency | faults | tool | api | toolcalls) "group_$group" ;;
+sdk) group_sdk "$@" ;;
 *)
 	echo "unknown group $group" >&2
 	exit 2
