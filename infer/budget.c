@@ -232,13 +232,13 @@ static void learn(struct endpoint *e, const struct icall *c, uint64_t now)
 	if (e->budget)
 		refill(e, now);
 	/* The server's word lowers what is left, never raises it. */
-	if ((c->rl_have & RL_REM_REQ) && e->rpm) {
-		if ((double)c->rl_rem_req < e->req_level)
+	if (c->rl_have & RL_REM_REQ) {
+		if (e->rpm && (double)c->rl_rem_req < e->req_level)
 			e->req_level = (double)c->rl_rem_req;
 		e->req_spent = !c->rl_rem_req;
 	}
-	if ((c->rl_have & RL_REM_TOK) && e->tpm) {
-		if ((double)c->rl_rem_tok < e->tok_level)
+	if (c->rl_have & RL_REM_TOK) {
+		if (e->tpm && (double)c->rl_rem_tok < e->tok_level)
 			e->tok_level = (double)c->rl_rem_tok;
 		e->tok_spent = !c->rl_rem_tok;
 	}
