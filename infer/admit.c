@@ -1,47 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * infer/admit.c: the pool's queue of calls and their admission into free
- * endpoint windows, least outstanding first, after cooldowns and backoff.
+ * infer/admit.c: admission of the queue's calls (queue.c) into free
+ * endpoint windows and budgets (budget.c), least outstanding first, after
+ * cooldowns and backoff.
  */
 #include <errno.h>
 
 #include "infer/internal.h"
 
-/* ---- the queue (pool lock) ---- */
-
-void q_push(struct myriad_infer *p, struct icall *c)
-{
-	c->next = NULL;
-	c->prev = p->qtail;
-	if (p->qtail)
-		p->qtail->next = c;
-	else
-		p->qhead = c;
-	p->qtail = c;
-	p->nqueued++;
-	if (c->deadline_ns)
-		p->nqdeadline++;
-}
-
-static void q_del(struct myriad_infer *p, struct icall *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		p->qhead = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		p->qtail = c->prev;
-	c->next = c->prev = NULL;
-	p->nqueued--;
-	if (c->deadline_ns)
-		p->nqdeadline--;
-}
-
-/* The endpoint for a new attempt: least outstanding / window. */
-static int pick_endpoint(struct myriad_infer *p, uint64_t now,
-			 uint64_t *cool_min)
+/* The endpoint for a new attempt of 'c': least outstanding / window,
+ * among those not cooling down whose budgets it fits (else *bnext: when
+ * it will fit one). */
+static int pick_endpoint(struct myriad_infer *p, struct icall *c, uint64_t now,
+			 uint64_t *cool_min, uint64_t *bnext)
 {
 	unsigned n = atomic_load_explicit(&p->neps, memory_order_acquire), i;
 	int best = -1;
@@ -63,7 +34,7 @@ static int pick_endpoint(struct myriad_infer *p, uint64_t now,
 		if (f >= e->window)
 			continue;
 		l = (double)f / e->window;
-		if (l < bl) {
+		if (l < bl && (!e->budget || budget_fits(e, c, now, bnext))) {
 			bl = l;
 			best = (int)i;
 		}
@@ -88,101 +59,121 @@ static bool window_take(struct endpoint *e)
 	return true;
 }
 
+/* Complete 'c' (taken off the queue) outside the lock. */
+static void finish(struct driver *d, struct icall *c, int rc, const char *why)
+{
+	struct myriad_infer *p = d->pool;
+
+	pthread_mutex_unlock(&p->lock);
+	call_complete(d, c, rc, why);
+	pthread_mutex_lock(&p->lock);
+}
+
+/* The slots of every window: how many calls a cooldown spreads. */
+static unsigned windows(struct myriad_infer *p)
+{
+	unsigned n = atomic_load_explicit(&p->neps, memory_order_acquire), i,
+		 w = 0;
+
+	for (i = 0; i < n; i++)
+		w += p->eps[i].window;
+	return w;
+}
+
 /*
- * Admit queued calls whose time has come into free windows (cancelled
- * ones complete here). Returns the earliest time a waiting call could go.
+ * Admit queued calls whose time has come into free windows, in the
+ * queue's order (queue.c: interactive first, fair shares by key); the
+ * call due next waits for an endpoint it fits, and so do those behind it.
+ * Cancelled calls and passed deadlines complete here. Returns the earliest
+ * time a waiting call could go.
  */
 uint64_t admit(struct driver *d)
 {
 	struct myriad_infer *p = d->pool;
-	uint64_t now = myriad_now_ns(), next = UINT64_MAX, cool = UINT64_MAX;
-	struct icall *c, *n;
-	bool full = false;
+	uint64_t now = myriad_now_ns(), next = UINT64_MAX, cool, bnext, dl;
+	struct icall *c;
 	int ep, r, why;
 
 	pthread_mutex_lock(&p->lock);
-	for (c = p->qhead; c; c = n) {
-		n = c->next;
-		why = atomic_load_explicit(&c->cancel, memory_order_acquire);
-		if (why ||
-		    atomic_load_explicit(&d->stop, memory_order_relaxed)) {
-			q_del(p, c);
-			pthread_mutex_unlock(&p->lock);
-			call_complete(d, c, why ? why : -ESHUTDOWN,
-				      why ? "cancelled" : "pool destroyed");
-			pthread_mutex_lock(&p->lock);
-			n = p->qhead; /* the list may have changed */
+	for (;;) {
+		if ((c = p->dead)) {
+			p->dead = c->next;
+			c->next = NULL;
+			c->where = QW_NONE;
+			p->nqueued--;
+			why = atomic_load_explicit(&c->cancel,
+						   memory_order_acquire);
+			finish(d, c, why ? why : -ECANCELED, "cancelled");
 			continue;
 		}
-		if (c->deadline_ns && c->deadline_ns <= now) {
-			q_del(p, c);
-			pthread_mutex_unlock(&p->lock);
-			call_complete(d, c, -ETIME,
-				      "deadline passed in the queue");
-			pthread_mutex_lock(&p->lock);
-			n = p->qhead;
-			continue;
-		}
-		if (c->deadline_ns && c->deadline_ns < next)
-			next = c->deadline_ns; /* wake for it */
-		if (full) {
-			/* Only cancellations and deadlines matter now. */
-			if (!p->nqdeadline &&
-			    !atomic_load_explicit(&p->ncancel,
-						  memory_order_acquire))
+		if (atomic_load_explicit(&d->stop, memory_order_relaxed)) {
+			if (!(c = q_any(p)))
 				break;
-			continue;
-		}
-		if (c->not_before_ns > now) {
-			if (c->not_before_ns < next)
-				next = c->not_before_ns;
-			continue;
-		}
-		if (!atomic_load_explicit(&p->neps, memory_order_acquire)) {
 			q_del(p, c);
-			pthread_mutex_unlock(&p->lock);
-			call_complete(d, c, MYRIAD_INFER_ENOENDPOINT,
-				      "the pool has no endpoint");
-			pthread_mutex_lock(&p->lock);
-			n = p->qhead;
+			finish(d, c, -ESHUTDOWN, "pool destroyed");
 			continue;
 		}
-		ep = pick_endpoint(p, now, &cool);
+		if ((c = q_expired(p, now))) {
+			q_del(p, c);
+			finish(d, c, -ETIME, "deadline passed in the queue");
+			continue;
+		}
+		c = q_peek(p, now, &next);
+		if (!c)
+			break;
+		if (!atomic_load_explicit(&p->neps, memory_order_acquire)) {
+			q_take(p, c);
+			finish(d, c, MYRIAD_INFER_ENOENDPOINT,
+			       "the pool has no endpoint");
+			continue;
+		}
+		cool = bnext = UINT64_MAX;
+		ep = pick_endpoint(p, c, now, &cool, &bnext);
 		if (ep < 0) {
-			if (cool != UINT64_MAX) {
+			if (bnext != UINT64_MAX) {
+				/* Waits for budget; so do the calls behind. */
+				if (!c->bwait_since)
+					c->bwait_since = now;
+				if (bnext < next)
+					next = bnext;
+				break;
+			}
+			if (cool != UINT64_MAX && p->nnb < windows(p)) {
 				/* Released after the cooldown, spread. */
-				c->not_before_ns =
-					cool +
-					rng_next(&d->rng) %
-						(p->o.cooldown_jitter_ns + 1);
-				if (c->not_before_ns < next)
-					next = c->not_before_ns;
-				cool = UINT64_MAX;
+				q_delay(p, c,
+					cool + rng_next(&d->rng) %
+							(p->o.cooldown_jitter_ns +
+							 1));
 				continue;
 			}
-			/* Every window is full: wait for a slot, but finish the
-			 * scan for cancelled calls and deadlines behind. */
-			full = true;
-			continue;
+			if (cool != UINT64_MAX && cool < next)
+				next = cool;
+			/* Every window is full: wait for a slot. */
+			break;
 		}
-		if (!window_take(&p->eps[ep])) {
-			n = c; /* lost the slot to another driver: pick again */
-			continue;
-		}
-		q_del(p, c);
+		if (!window_take(&p->eps[ep]))
+			continue; /* lost the slot to another driver */
+		budget_take(p, &p->eps[ep], c, now);
+		q_take(p, c);
 		pthread_mutex_unlock(&p->lock);
+		c->ep = ep;
 		r = transfer_start(d, c, ep);
 		if (r < 0 && !c->drv) /* never reached the multi */
 			atomic_fetch_sub_explicit(&p->eps[ep].inflight, 1,
 						  memory_order_relaxed);
-		if (r < 0)
+		if (r < 0) {
+			if (c->reserved)
+				budget_answer(p, c, 0); /* given back */
 			call_complete(d, c, r,
 				      r == -ETIME
 					      ? "deadline passed in the queue"
 					      : "could not start the transfer");
+		}
 		pthread_mutex_lock(&p->lock);
-		n = p->qhead;
 	}
+	dl = q_next_deadline(p);
+	if (dl < next)
+		next = dl;
 	pthread_mutex_unlock(&p->lock);
 	return next;
 }

@@ -101,8 +101,21 @@ static void infer_cancel(struct io_op *op)
 
 	if (atomic_compare_exchange_strong(&c->cancel, &z,
 					   why ? why : -ECANCELED)) {
-		atomic_fetch_add_explicit(&c->pool->ncancel, 1,
-					  memory_order_release);
+		struct myriad_infer *p = c->pool;
+
+		atomic_fetch_add_explicit(&p->ncancel, 1, memory_order_release);
+		/* Queued: onto the dead list, for any driver to complete
+		 * (no driver scans the queue for it). One that is not queued
+		 * yet sees the flag in q_push(). */
+		pthread_mutex_lock(&p->lock);
+		if (c->where == QW_READY || c->where == QW_DELAYED) {
+			q_del(p, c);
+			p->nqueued++;
+			c->where = QW_DEAD;
+			c->next = p->dead;
+			p->dead = c;
+		}
+		pthread_mutex_unlock(&p->lock);
 		/* Whichever driver owns it now, queue or transfer: all look. */
 		for (i = 0; i < c->pool->ndrv; i++)
 			myriad_waker_wake(c->pool->drv[i].waker);
@@ -124,9 +137,38 @@ static void wake_driver(struct myriad_infer *p, struct driver *d)
 	myriad_waker_wake(d->waker);
 }
 
+/* A call's admission options (the request struct's, or defaults). */
+struct adm {
+	int prio;
+	const char *key;
+	uint64_t est;	     /* the caller's estimate; 0: none */
+	uint64_t prompt_len; /* bytes of the messages or inputs */
+};
+
+static const struct adm adm_default = { 0, "", 0, 0 };
+
+/* The request's completion tokens at most (max_completion_tokens, else
+ * max_tokens) times its choices (n); 0 if it sets none. */
+static uint64_t req_max_tokens(json_t *req)
+{
+	json_t *m = json_object_get(req, "max_completion_tokens");
+	json_t *n = json_object_get(req, "n");
+	json_int_t v;
+
+	if (!json_is_integer(m))
+		m = json_object_get(req, "max_tokens");
+	v = json_is_integer(m) ? json_integer_value(m) : 0;
+	if (v <= 0)
+		return 0;
+	if (json_is_integer(n) && json_integer_value(n) > 1 &&
+	    json_integer_value(n) <= 128)
+		v *= json_integer_value(n);
+	return (uint64_t)v;
+}
+
 static int call_start(myriad_task_t *self, myriad_infer_t *p,
 		      myriad_infer_call_t *call, int kind, json_t *req,
-		      bool stream, size_t n_inputs)
+		      bool stream, size_t n_inputs, const struct adm *a)
 {
 	struct worker *w = cur_worker();
 	struct io_op *op = (struct io_op *)call;
@@ -163,6 +205,17 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	c->res.cached_tokens = c->res.reasoning_tokens = -1;
 	c->res.endpoint = -1;
 	c->res.error = c->err;
+	c->res.budget_tokens_left = c->res.budget_requests_left = -1;
+	c->prio = a->prio;
+	c->est_user = a->est;
+	c->est_prompt = a->prompt_len / 4;
+	c->est_max = kind == CALL_CHAT ? req_max_tokens(req) : 0;
+	c->cost = c->est_user ? c->est_user
+			      : c->est_prompt + (c->est_max ? c->est_max
+						 : kind == CALL_CHAT ? 1024
+								     : 0);
+	if (!c->cost)
+		c->cost = 1;
 	c->stream = stream;
 	c->n_inputs = n_inputs;
 	/* A "model" of the caller's own is kept (transfer_start()). */
@@ -170,6 +223,9 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 	atomic_init(&c->slock.v, 0);
 	io_ext_start(w, self, op, &call_ops, c);
 	pthread_mutex_lock(&p->lock);
+	c->key = *a->key ? q_key(p, a->key) : p->defkey;
+	if (!c->key)
+		c->key = p->defkey; /* no memory for a new key: the default */
 	q_push(p, c);
 	pthread_mutex_unlock(&p->lock);
 	wake_driver(p, &p->drv[w->idx % p->ndrv]);
@@ -178,7 +234,7 @@ static int call_start(myriad_task_t *self, myriad_infer_t *p,
 
 static int chat_start(myriad_task_t *self, myriad_infer_t *p,
 		      myriad_infer_call_t *call, const char *messages_json,
-		      const char *extra_json, bool stream)
+		      const char *extra_json, bool stream, struct adm a)
 {
 	struct io_op *op = (struct io_op *)call;
 	json_t *req, *m, *x;
@@ -188,9 +244,10 @@ static int chat_start(myriad_task_t *self, myriad_infer_t *p,
 		return -EINVAL;
 	/* In flight or done: no new request is built. */
 	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
-		return call_start(self, p, call, CALL_CHAT, NULL, false, 0);
+		return call_start(self, p, call, CALL_CHAT, NULL, false, 0, &a);
 	if (!messages_json)
 		return -EINVAL;
+	a.prompt_len = strlen(messages_json);
 	m = json_loads(messages_json, 0, &jerr);
 	if (!json_is_array(m)) {
 		json_decref(m);
@@ -217,39 +274,83 @@ static int chat_start(myriad_task_t *self, myriad_infer_t *p,
 	if (stream && !json_object_get(req, "stream_options"))
 		json_object_set_new(req, "stream_options",
 				    json_pack("{s:b}", "include_usage", 1));
-	return call_start(self, p, call, CALL_CHAT, req, stream, 0);
+	return call_start(self, p, call, CALL_CHAT, req, stream, 0, &a);
 }
 
 int myriad_infer_chat(myriad_task_t *self, myriad_infer_t *p,
 		      myriad_infer_call_t *call, const char *messages_json,
 		      const char *extra_json)
 {
-	return chat_start(self, p, call, messages_json, extra_json, false);
+	return chat_start(self, p, call, messages_json, extra_json, false,
+			  adm_default);
 }
 
 int myriad_infer_chat_stream(myriad_task_t *self, myriad_infer_t *p,
 			     myriad_infer_call_t *call,
 			     const char *messages_json, const char *extra_json)
 {
-	return chat_start(self, p, call, messages_json, extra_json, true);
+	return chat_start(self, p, call, messages_json, extra_json, true,
+			  adm_default);
+}
+
+/* A field of the caller's request struct (an older one is shorter). */
+#define REQ_HAS(r, f) \
+	((r)->sz >= offsetof(struct myriad_infer_request, f) + sizeof((r)->f))
+
+int myriad_infer_chat_req(myriad_task_t *self, myriad_infer_t *p,
+			  myriad_infer_call_t *call,
+			  const struct myriad_infer_request *req)
+{
+	struct adm a = adm_default;
+	bool stream = false;
+
+	if (!call)
+		return -EINVAL;
+	/* In flight or done: the request is not read again. */
+	if ((atomic_load_explicit(&((struct io_op *)call)->st,
+				  memory_order_acquire) &
+	     3u) != 0)
+		return call_start(self, p, call, CALL_CHAT, NULL, false, 0, &a);
+	if (!req || !REQ_HAS(req, extra_json))
+		return -EINVAL;
+	if (REQ_HAS(req, stream))
+		stream = req->stream;
+	if (REQ_HAS(req, priority)) {
+		if (req->priority != MYRIAD_INFER_INTERACTIVE &&
+		    req->priority != MYRIAD_INFER_BATCH)
+			return -EINVAL;
+		a.prio = req->priority;
+	}
+	if (REQ_HAS(req, fairness_key) && req->fairness_key) {
+		if (strlen(req->fairness_key) > 255)
+			return -EINVAL;
+		a.key = req->fairness_key;
+	}
+	if (REQ_HAS(req, token_estimate))
+		a.est = req->token_estimate;
+	return chat_start(self, p, call, req->messages_json, req->extra_json,
+			  stream, a);
 }
 
 int myriad_infer_embed(myriad_task_t *self, myriad_infer_t *p,
 		       myriad_infer_call_t *call, const char *input)
 {
 	struct io_op *op = (struct io_op *)call;
+	struct adm a = adm_default;
 	json_t *req;
 
 	if (!call)
 		return -EINVAL;
 	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
-		return call_start(self, p, call, CALL_EMBED, NULL, false, 0);
+		return call_start(self, p, call, CALL_EMBED, NULL, false, 0,
+				  &adm_default);
 	if (!input)
 		return -EINVAL;
 	req = json_pack("{s:s}", "input", input);
 	if (!req)
 		return -ENOMEM;
-	return call_start(self, p, call, CALL_EMBED, req, false, 0);
+	a.prompt_len = strlen(input);
+	return call_start(self, p, call, CALL_EMBED, req, false, 0, &a);
 }
 
 int myriad_infer_embed_batch(myriad_task_t *self, myriad_infer_t *p,
@@ -258,6 +359,7 @@ int myriad_infer_embed_batch(myriad_task_t *self, myriad_infer_t *p,
 			     const char *extra_json)
 {
 	struct io_op *op = (struct io_op *)call;
+	struct adm a = adm_default;
 	json_t *req, *in, *x;
 	json_error_t jerr;
 	size_t i;
@@ -265,7 +367,8 @@ int myriad_infer_embed_batch(myriad_task_t *self, myriad_infer_t *p,
 	if (!call)
 		return -EINVAL;
 	if ((atomic_load_explicit(&op->st, memory_order_acquire) & 3u) != 0)
-		return call_start(self, p, call, CALL_EMBED, NULL, false, 0);
+		return call_start(self, p, call, CALL_EMBED, NULL, false, 0,
+				  &adm_default);
 	if (!inputs || !n || n > 2048)
 		return -EINVAL;
 	req = json_object();
@@ -281,6 +384,7 @@ int myriad_infer_embed_batch(myriad_task_t *self, myriad_infer_t *p,
 			json_decref(req);
 			return -EINVAL;
 		}
+		a.prompt_len += strlen(inputs[i]);
 		if (json_array_append_new(in, json_string(inputs[i]))) {
 			/* NULL from json_string(): not UTF-8, or no memory */
 			json_decref(req);
@@ -298,7 +402,7 @@ int myriad_infer_embed_batch(myriad_task_t *self, myriad_infer_t *p,
 		json_object_update(req, x);
 		json_decref(x);
 	}
-	return call_start(self, p, call, CALL_EMBED, req, false, n);
+	return call_start(self, p, call, CALL_EMBED, req, false, n, &a);
 }
 
 const struct myriad_infer_result *

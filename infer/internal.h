@@ -9,7 +9,11 @@
  * with jansson, retries, backoff and cooldowns. Its files:
  *   pool.c      the public pool: create, add an endpoint, destroy
  *   call.c      a call's life: start, completion, cancellation, results
- *   admit.c     the pool's queue and admission into endpoint windows
+ *   admit.c     admission of queued calls into endpoint windows
+ *   queue.c     the queue: classes, fairness keys (deficit round robin),
+ *               the heaps of deadlines and of calls waiting for a time
+ *   budget.c    endpoints' request and token budgets, x-ratelimit-*
+ *               headers, reservations, the retry budget, the counters
  *   driver.c    the driver task: curl's sockets and timer, its step
  *   transfer.c  one HTTP attempt: setting up the easy handle, its callbacks
  *   retry.c     how an attempt ends: result, retry with backoff, cooldown
@@ -46,7 +50,50 @@ struct endpoint {
 	unsigned window;
 	_Atomic unsigned inflight;
 	_Atomic uint64_t cool_until_ns; /* after a 429 */
+	/* Budgets (budget.c), under the pool lock; 'budget' false: none
+	 * configured or learned, nothing is counted. */
+	bool budget;
+	uint64_t rpm, tpm, def_max;
+	double req_level, tok_level; /* what the buckets hold */
+	uint64_t refill_ns;	     /* when they were last refilled */
+	uint64_t reset_req_until, reset_tok_until; /* learned, absolute */
+	bool req_spent, tok_spent; /* the last answer said remaining 0 */
+	/* The retry budget (budget.c): first attempts counted by the
+	 * drivers; windows under the pool lock. */
+	_Atomic uint64_t first_attempts;
+	uint64_t rw_start, snap_cur, snap_prev;
+	double ret_cur, ret_prev;
 };
+
+/* Rate-limit headers of an answer (transfer.c reads, budget.c uses). */
+enum {
+	RL_LIM_REQ = 1,
+	RL_LIM_TOK = 2,
+	RL_REM_REQ = 4,
+	RL_REM_TOK = 8,
+	RL_RST_REQ = 16,
+	RL_RST_TOK = 32
+};
+
+/* A fairness key and its calls in each class (queue.c). */
+struct fq {
+	struct icall *head, *tail;
+	uint64_t n;
+	int64_t deficit;	    /* deficit round robin credit, tokens */
+	struct fkey *rnext, *rprev; /* the class's ring of keys with calls */
+	bool in_ring;
+};
+
+struct fkey {
+	struct fkey *hnext;
+	uint64_t hash;
+	unsigned weight;
+	struct fq q[2];
+	char name[];
+};
+
+/* Where a call is while the pool holds it (pool lock). */
+enum { QW_NONE, QW_READY, QW_DELAYED, QW_DEAD };
 
 /* Blocks a result's strings and arrays are carved from (arena.c). */
 struct arena {
@@ -103,6 +150,20 @@ struct icall {
 	_Atomic int cancel;   /* 0, or the reason (-ECANCELED, -ETIME) */
 	struct icall *next;   /* the queue, or the driver's list */
 	struct icall *prev;
+	/* Admission (queue.c, budget.c), under the pool lock. */
+	int where, prio; /* QW_*; enum myriad_infer_class */
+	struct fkey *key;
+	struct icall *anext, *aprev; /* waiting batch calls, oldest first */
+	uint64_t ready_ns;	     /* when it became ready to go */
+	size_t dl_idx, nb_idx;	     /* in the heaps, +1 (0: not there) */
+	uint64_t cost;		     /* estimated tokens (fair shares) */
+	uint64_t est_prompt, est_max, est_user; /* the estimate's parts */
+	uint64_t reserved;			/* tokens taken at admission */
+	uint64_t bwait_since; /* waiting for budget since; 0 */
+	/* x-ratelimit-* of the response being received (transfer.c) */
+	unsigned rl_have;
+	uint64_t rl_lim_req, rl_lim_tok, rl_rem_req, rl_rem_tok;
+	uint64_t rl_rst_req, rl_rst_tok; /* ns */
 	json_t *json;	    /* the parsed response: owns the strings */
 	struct arena arena; /* the result's arrays and copied strings */
 	bool user_model;    /* the request names its own model */
@@ -164,9 +225,20 @@ struct myriad_infer {
 	myriad_rt_t *rt;
 	struct myriad_infer_opts o;
 	pthread_mutex_t lock; /* the queue, endpoints list growth */
-	struct icall *qhead, *qtail;
+	/* The queue (queue.c), under the lock. */
+	struct fkey **keys; /* hash table, kcap buckets */
+	size_t kcap, nkeys;
+	struct fkey *defkey; /* "" */
+	struct fkey *cur[2]; /* each class's ring, at the key served next */
+	uint64_t nready[2];
+	struct icall *aghead, *agtail; /* ready batch calls, oldest first */
+	struct icall **dl, **nb;       /* heaps: deadlines, not_before */
+	size_t ndl, dlcap, nnb, nbcap;
+	struct icall *dead; /* cancelled while queued */
+	uint64_t drr_q;	    /* the quantum, tokens per unit of weight */
 	unsigned nqueued;
-	unsigned nqdeadline;	  /* queued calls with a deadline */
+	struct myriad_infer_stats st; /* under the lock, but http_429 */
+	_Atomic uint64_t n429;
 	_Atomic unsigned ncancel; /* cancellations not yet seen */
 	struct endpoint *eps;
 	_Atomic unsigned neps;
@@ -179,10 +251,43 @@ struct myriad_infer {
 /* call.c: the owner completes the call, once (call.c:2) */
 void call_complete(struct driver *d, struct icall *c, int rc, const char *why);
 
-/* admit.c: queue a call (pool lock held); admit queued calls, returning
- * the earliest time a waiting call could go */
-void q_push(struct myriad_infer *p, struct icall *c);
+/* admit.c: admit queued calls, returning the earliest time a waiting
+ * call could go */
 uint64_t admit(struct driver *d);
+
+/* queue.c, all under the pool lock: queue a call (now or, with
+ * not_before_ns ahead, then); take it off wherever it waits; the call to
+ * admit next (NULL: none ready; *next lowered to when one will be);
+ * charge it to its key and take it; move a call to wait until 'when';
+ * the key named 'name' (created, NULL: no memory); free it all */
+void q_push(struct myriad_infer *p, struct icall *c);
+void q_del(struct myriad_infer *p, struct icall *c);
+struct icall *q_peek(struct myriad_infer *p, uint64_t now, uint64_t *next);
+void q_take(struct myriad_infer *p, struct icall *c);
+void q_delay(struct myriad_infer *p, struct icall *c, uint64_t when);
+struct icall *q_any(struct myriad_infer *p);
+struct fkey *q_key(struct myriad_infer *p, const char *name);
+void q_fini(struct myriad_infer *p);
+uint64_t q_next_deadline(struct myriad_infer *p);
+struct icall *q_expired(struct myriad_infer *p, uint64_t now);
+
+/* budget.c: budgets of an endpoint. Under the pool lock: set up from
+ * the endpoint's options; whether 'c' fits now (else *when it will);
+ * take its reservation; an attempt's answer (its headers, its usage) */
+void budget_init(struct endpoint *e, uint64_t rpm, uint64_t tpm,
+		 uint64_t def_max);
+bool budget_fits(struct endpoint *e, struct icall *c, uint64_t now,
+		 uint64_t *when);
+void budget_take(struct myriad_infer *p, struct endpoint *e, struct icall *c,
+		 uint64_t now);
+/* Without the lock: an attempt ended with 'code' (its answer read) */
+void budget_answer(struct myriad_infer *p, struct icall *c, long code);
+/* the cooldown a 429 without Retry-After takes, 0 if no header says */
+uint64_t budget_reset_wait(struct myriad_infer *p, struct icall *c);
+/* the retry budget: may 'c' retry (counted if so)? */
+bool retry_allowed(struct myriad_infer *p, struct icall *c);
+/* a reset duration as the API writes it ("1h2m3.5s", "20ms"); -1 */
+int64_t rl_duration(const char *s, size_t n);
 
 /* driver.c: set up driver 'i' of 'p' (0 or -EIO); the driver task's step;
  * free what a joined driver kept */

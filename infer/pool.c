@@ -75,6 +75,14 @@ myriad_infer_t *myriad_infer_create(myriad_rt_t *rt,
 		p->o.max_response = 8u << 20;
 	if (!p->o.cooldown_jitter_ns)
 		p->o.cooldown_jitter_ns = 100000000ull;
+	if (!p->o.batch_promote_ns)
+		p->o.batch_promote_ns = 30000000000ull;
+	if (p->o.retry_ratio == 0)
+		p->o.retry_ratio = 0.1;
+	if (!p->o.retry_reserve)
+		p->o.retry_reserve = 100;
+	if (!p->o.retry_window_ns)
+		p->o.retry_window_ns = 10000000000ull;
 	p->ndrv = p->o.drivers ? p->o.drivers : (unsigned)myriad_rt_workers(rt);
 	if (p->ndrv > 64)
 		p->ndrv = 64;
@@ -82,7 +90,7 @@ myriad_infer_t *myriad_infer_create(myriad_rt_t *rt,
 	p->eps_cap = 64;
 	p->eps = calloc(p->eps_cap, sizeof(*p->eps));
 	p->drv = calloc(p->ndrv, sizeof(*p->drv));
-	if (!p->eps || !p->drv) {
+	if (!p->eps || !p->drv || !q_key(p, "")) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -118,6 +126,7 @@ fail:
 				curl_multi_cleanup(p->drv[i].multi);
 	free(p->drv);
 	free(p->eps);
+	q_fini(p);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 	p = NULL;
@@ -321,6 +330,9 @@ int myriad_infer_add(myriad_infer_t *p, const struct myriad_infer_endpoint *ep)
 	snprintf(e->embed_url, cap, "%.*s%s/embeddings%s%s", (int)n,
 		 ep->base_url, v1 ? "/v1" : "", q, ver);
 	e->window = ep->window ? ep->window : 64;
+	budget_init(
+		e, EP_HAS(ep, rpm) ? ep->rpm : 0, EP_HAS(ep, tpm) ? ep->tpm : 0,
+		EP_HAS(ep, default_max_tokens) ? ep->default_max_tokens : 0);
 	atomic_init(&e->inflight, 0);
 	atomic_init(&e->cool_until_ns, 0);
 	atomic_store_explicit(&p->neps, (unsigned)idx + 1,
@@ -358,6 +370,7 @@ int myriad_infer_destroy(myriad_infer_t *p)
 	}
 	free(p->eps);
 	free(p->drv);
+	q_fini(p);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 	return 0;

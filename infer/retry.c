@@ -65,6 +65,14 @@ static void schedule_retry(struct driver *d, struct icall *c)
 	delay = rng_next(&d->rng) % (ceil + 1);
 	if (c->retry_after_s >= 0 && (uint64_t)(c->retry_after_s * 1e9) > delay)
 		delay = (uint64_t)(c->retry_after_s * 1e9);
+	/* A 429 without Retry-After: until the budget resets, as the
+	 * x-ratelimit-reset-* headers said (budget.c). */
+	if (c->http_status == 429 && c->retry_after_s < 0) {
+		uint64_t w = budget_reset_wait(p, c);
+
+		if (w > delay)
+			delay = w;
+	}
 	if (c->http_status == 429) {
 		/* One cooldown for the whole endpoint. */
 		until = now + delay;
@@ -99,6 +107,24 @@ static void schedule_retry(struct driver *d, struct icall *c)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* The endpoint's retry budget is spent: the call ends now. */
+static void retry_refused(struct driver *d, struct icall *c, CURLcode rc,
+			  long code)
+{
+	char what[96];
+
+	if (rc == CURLE_OK)
+		snprintf(what, sizeof(what),
+			 "HTTP status %ld; retry budget of endpoint %d spent",
+			 code, c->ep);
+	else
+		snprintf(what, sizeof(what),
+			 "%s; retry budget of endpoint %d spent", curl_why(rc),
+			 c->ep);
+	error_describe(c, what);
+	call_complete(d, c, MYRIAD_INFER_ERETRYBUDGET, NULL);
+}
+
 void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 {
 	long code = 0;
@@ -107,6 +133,7 @@ void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
 	c->http_status = code;
 	transfer_end(d, c);
+	budget_answer(d->pool, c, rc == CURLE_OK ? code : 0);
 	/* libcurl's replay, refused by on_prereq(): the connection died. */
 	if (rc == CURLE_ABORTED_BY_CALLBACK && c->sends > 1) {
 		rc = CURLE_RECV_ERROR;
@@ -147,7 +174,11 @@ void transfer_done(struct driver *d, struct icall *c, CURLcode rc)
 	if (!c->too_big && !c->bad_body && !c->server_error &&
 	    retryable(rc, code) && !c->s_delivered &&
 	    c->attempts <= d->pool->o.max_retries) {
-		schedule_retry(d, c);
+		if (retry_allowed(d->pool, c)) {
+			schedule_retry(d, c);
+			return;
+		}
+		retry_refused(d, c, rc, code);
 		return;
 	}
 	if (rc == CURLE_OPERATION_TIMEDOUT && c->deadline_ns &&

@@ -62,6 +62,57 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* A count: digits only (a malformed one is ignored); -1. */
+static int64_t rl_count(const char *v)
+{
+	size_t n = strcspn(v, "\r\n");
+	int64_t t = 0;
+	size_t i;
+
+	while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	if (!n || n > 18)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)v[i]))
+			return -1;
+		t = t * 10 + (v[i] - '0');
+	}
+	return t;
+}
+
+/* x-ratelimit-{limit,remaining,reset}-{requests,tokens}: 'name' is what
+ * follows "x-ratelimit-", 'v' the value (budget.c uses them). */
+static void ratelimit(struct icall *c, const char *name, const char *v)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} h[] = { { "limit-requests", RL_LIM_REQ },
+		  { "limit-tokens", RL_LIM_TOK },
+		  { "remaining-requests", RL_REM_REQ },
+		  { "remaining-tokens", RL_REM_TOK },
+		  { "reset-requests", RL_RST_REQ },
+		  { "reset-tokens", RL_RST_TOK } };
+	uint64_t *dst[] = { &c->rl_lim_req, &c->rl_lim_tok, &c->rl_rem_req,
+			    &c->rl_rem_tok, &c->rl_rst_req, &c->rl_rst_tok };
+	int64_t x;
+	size_t i;
+
+	for (i = 0; i < sizeof(h) / sizeof(h[0]); i++)
+		if (!strcasecmp(name, h[i].name))
+			break;
+	if (i == sizeof(h) / sizeof(h[0]))
+		return;
+	x = h[i].bit & (RL_RST_REQ | RL_RST_TOK)
+		    ? rl_duration(v, strcspn(v, "\r\n"))
+		    : rl_count(v);
+	if (x < 0 || (i < 2 && !x))
+		return; /* malformed, or a limit of nothing */
+	*dst[i] = (uint64_t)x;
+	c->rl_have |= h[i].bit;
+}
+
 /* Retry-After: seconds or an HTTP date; retry-after-ms: milliseconds. */
 static size_t on_header(char *ptr, size_t size, size_t n, void *arg)
 {
@@ -78,6 +129,7 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *arg)
 		const char *sp = strchr(line, ' ');
 
 		c->retry_after_s = -1; /* a new response */
+		c->rl_have = 0;
 		c->http_status_now = sp ? strtol(sp + 1, NULL, 10) : 0;
 		c->request_id[0] = 0;
 		c->res.request_id = NULL;
@@ -89,7 +141,9 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *arg)
 	*v++ = 0;
 	while (*v == ' ' || *v == '\t')
 		v++;
-	if (!strcasecmp(line, "x-request-id")) {
+	if (!strncasecmp(line, "x-ratelimit-", 12)) {
+		ratelimit(c, line + 12, v);
+	} else if (!strcasecmp(line, "x-request-id")) {
 		size_t n = strcspn(v, "\r\n");
 
 		if (n >= sizeof(c->request_id))
@@ -231,6 +285,10 @@ int transfer_start(struct driver *d, struct icall *c, int ep)
 	c->http_status_now = 0;
 	c->too_big = false;
 	c->retry_after_s = -1;
+	c->rl_have = 0;
+	if (!c->attempts && p->o.retry_ratio >= 0)
+		atomic_fetch_add_explicit(&e->first_attempts, 1,
+					  memory_order_relaxed);
 	c->attempts++;
 	PROBE3(offload_start, c, ep, c->attempts);
 	/* The window slot was taken by admit() (window_take()). */

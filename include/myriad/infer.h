@@ -42,6 +42,24 @@ struct myriad_infer_opts {
 	uint64_t cooldown_jitter_ns;
 	/* HTTP drivers (one libcurl multi handle each); 0: one per worker. */
 	unsigned drivers;
+	/*
+	 * Since 0.3 (admission, see "Admission" below).
+	 * A batch call queued longer than this is admitted as interactive;
+	 * 0: 30 s.
+	 */
+	uint64_t batch_promote_ns;
+	/*
+	 * The retry budget of each endpoint: a retry is allowed while
+	 *   retries + 1 <= retry_reserve + retry_ratio * first_attempts,
+	 * both counted over the last retry_window_ns (the current window
+	 * plus the previous one weighted by the part of it still inside the
+	 * last retry_window_ns, as sliding-window rate limiters count).
+	 * retry_ratio 0: 0.1; negative: no retry budget. retry_reserve 0:
+	 * 100 (Finagle's 10 a second over its 10 s). retry_window_ns 0: 10 s.
+	 */
+	double retry_ratio;
+	unsigned retry_reserve;
+	uint64_t retry_window_ns;
 };
 
 /* An endpoint; the strings are copied. */
@@ -69,6 +87,14 @@ struct myriad_infer_endpoint {
 	/* More headers, "Name: value" each, NULL-terminated; NULL: none.
 	 * They are added after, and so override, the ones above. */
 	const char *const *headers;
+	/*
+	 * Since 0.3: the endpoint's budgets, requests and tokens a minute
+	 * (0: none known until the answers' x-ratelimit-limit-* headers say
+	 * it), and the completion tokens a chat request without max_tokens
+	 * or max_completion_tokens is assumed to use (0: 1024).
+	 */
+	uint64_t rpm, tpm;
+	uint64_t default_max_tokens;
 };
 
 /*
@@ -106,7 +132,11 @@ enum {
 	MYRIAD_INFER_ENOENDPOINT = -10005, /* the pool has no endpoint */
 	/* A 2xx stream that carried an "error" event: the server's error
 	 * (error_message, error_type, error_code) ended the call. */
-	MYRIAD_INFER_ESERVER = -10006
+	MYRIAD_INFER_ESERVER = -10006,
+	/* The call failed (http_status, the server's error) and its retry
+	 * would pass the endpoint's retry budget (opts.retry_ratio): it
+	 * ended at once, without the retries max_retries allows. */
+	MYRIAD_INFER_ERETRYBUDGET = -10007
 };
 
 /* A tool call the model asked for (choices[i].message.tool_calls[j]). */
@@ -187,6 +217,12 @@ struct myriad_infer_result {
 	/* The parsed answer (a chat.completion or an embeddings list), for
 	 * anything else in it; borrowed, NULL for a stream or an error. */
 	const struct json_t *json;
+
+	/* Since 0.3: what the endpoint's budgets held after this call was
+	 * admitted (-1: no such budget), and how long the call waited in the
+	 * queue for budget (not for a window). */
+	int64_t budget_tokens_left, budget_requests_left;
+	uint64_t budget_wait_ns;
 };
 
 /*
@@ -274,6 +310,98 @@ MYRIAD_API int myriad_infer_embed_batch(myriad_task_t *self, myriad_infer_t *p,
 					myriad_infer_call_t *call,
 					const char *const *inputs, size_t n,
 					const char *extra_json);
+
+/*
+ * Admission (since 0.3). Calls wait in the pool's queue until an endpoint
+ * has a free window slot and, where it has budgets, a request and the
+ * call's estimated tokens left in them.
+ *
+ * Budgets: requests and tokens a minute, configured (endpoint rpm, tpm)
+ * or learned from the answers' x-ratelimit-limit-requests/-tokens. Each
+ * is a bucket of 'limit' that refills at limit / 60 s; an answer's
+ * x-ratelimit-remaining-* lowers it to what the server says is left (never
+ * raises it: other clients may share the key). A call takes one request
+ * and its estimate at admission; its answer's usage.total_tokens gives
+ * back what it did not use or takes the excess (an answer without usage
+ * keeps the estimate). The estimate is the caller's (token_estimate) or
+ * (bytes of the messages or inputs) / 4 + max_completion_tokens, else
+ * max_tokens, else the endpoint's default_max_tokens (chat only).
+ * A 429 without Retry-After cools the endpoint for the longer of the
+ * x-ratelimit-reset-requests/-tokens durations ("6m0s", "1s", "20ms",
+ * "1h2m3.5s"; malformed ones are ignored) of a budget it says is spent
+ * (remaining 0), else of both, from that answer or the last one.
+ *
+ * Priorities: an interactive call waiting is admitted before every batch
+ * call; a batch call that has waited batch_promote_ns joins the
+ * interactive calls (at their end), so batch waits at most that long
+ * behind interactive work.
+ *
+ * Fair shares: within a class, calls are admitted by deficit round robin
+ * on their estimated tokens between fairness keys: each turn a key with
+ * waiting calls gets weight * Q tokens of credit (Q: the larger of 4096
+ * and the largest estimate seen) and is admitted calls while its credit
+ * covers the next one. While two keys have calls waiting, the tokens
+ * admitted for each, divided by its weight, differ by at most Q * (the
+ * larger weight) + the largest estimate. A key with a million calls
+ * waiting costs an admission O(1): calls wait in one list per key, keys
+ * with calls in a ring per class.
+ */
+enum myriad_infer_class {
+	MYRIAD_INFER_INTERACTIVE = 0, /* the default */
+	MYRIAD_INFER_BATCH = 1
+};
+
+/* A chat call's request; 'sz' first, zero fields take the defaults. */
+struct myriad_infer_request {
+	size_t sz;
+	const char *messages_json; /* as myriad_infer_chat() */
+	const char *extra_json;	   /* NULL or an object, as there */
+	bool stream;		   /* as myriad_infer_chat_stream() */
+	int priority;		   /* enum myriad_infer_class */
+	const char *fairness_key;  /* tenant, user, group; NULL: "" */
+	uint64_t token_estimate;   /* 0: the rule above */
+};
+
+/*
+ * Start (or collect) a chat call with per-call admission options; as
+ * myriad_infer_chat() (or _chat_stream() with 'stream'). The request is
+ * read and copied by the first call only. -EINVAL also for an unknown
+ * priority or a key over 255 bytes.
+ */
+MYRIAD_API int myriad_infer_chat_req(myriad_task_t *self, myriad_infer_t *p,
+				     myriad_infer_call_t *call,
+				     const struct myriad_infer_request *req);
+
+/*
+ * The weight of fairness key 'key' (1 to 65536; a key never set has 1),
+ * from any thread. 0, -EINVAL, -ENOMEM.
+ */
+MYRIAD_API int myriad_infer_set_weight(myriad_infer_t *p, const char *key,
+				       unsigned weight);
+
+/* The pool's admission counters since it was created; 'sz' first. */
+struct myriad_infer_stats {
+	size_t sz;
+	uint64_t tokens_reserved; /* estimates taken at admission */
+	uint64_t tokens_used;	  /* usage.total_tokens of answers */
+	uint64_t tokens_returned; /* reserved, not used, given back */
+	uint64_t tokens_excess;	  /* used beyond the reservation */
+	uint64_t calls_waited;	  /* calls that waited for budget */
+	uint64_t wait_ns;	  /* their waits, summed */
+	uint64_t http_429;	  /* 429 answers */
+	uint64_t retries_allowed; /* retries the retry budget let go */
+	uint64_t retries_refused; /* MYRIAD_INFER_ERETRYBUDGET endings */
+	uint64_t admitted_interactive, admitted_batch;
+	uint64_t promoted; /* batch calls admitted as interactive */
+	uint64_t queued;   /* calls waiting now */
+	/* The last cooldown a 429 without Retry-After took from the
+	 * x-ratelimit-reset-* headers; 0 if none yet. */
+	uint64_t last_reset_wait_ns;
+};
+
+/* Fill 'st' (st->sz set by the caller); 0 or -EINVAL. From any thread. */
+MYRIAD_API int myriad_infer_stats(myriad_infer_t *p,
+				  struct myriad_infer_stats *st);
 
 /*
  * The result of the call last finished on 'call' (also after an error:
