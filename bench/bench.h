@@ -37,7 +37,7 @@ extern struct bench B;
 
 /*
  * The command line, every flag as given: -1 where it is not (-2 for
- * --hog-cpu, whose -1 means "no hog"; NULL for --policy).
+ * --hog-cpu, whose -1 means "no hog"; NULL for --policy and --task).
  */
 struct bench_args {
 	int64_t workers;
@@ -45,7 +45,9 @@ struct bench_args {
 	int64_t agents, steps, tool_ms, llm_ms, llm_conc;
 	int64_t tool_port, llm_port, tool_conns, tools;
 	int64_t hog_cpu;
+	int64_t procs;
 	const char *policy;
+	const char *task;
 };
 
 /*
@@ -89,7 +91,7 @@ struct workload {
 };
 
 extern const struct workload wl_spawn, wl_chain, wl_fib, wl_yield, wl_pingpong,
-	wl_park, wl_echo, wl_agents, wl_noisy;
+	wl_park, wl_echo, wl_agents, wl_noisy, wl_fleet;
 
 /* The message, the usage text, exit 2 (myriad-bench.c). */
 _Noreturn void usage(const char *msg);

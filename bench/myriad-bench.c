@@ -16,7 +16,7 @@
 /* In the order of the usage text. */
 static const struct workload *const workloads[] = {
 	&wl_spawn, &wl_chain, &wl_fib,	  &wl_yield, &wl_pingpong,
-	&wl_park,  &wl_echo,  &wl_agents, &wl_noisy,
+	&wl_park,  &wl_echo,  &wl_agents, &wl_noisy, &wl_fleet,
 };
 
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
@@ -111,6 +111,7 @@ static const struct flag {
 	F("--tool-conns", tool_conns, 1, 65536),
 	F("--tools", tools, 1, AGENT_TOOLS_MAX),
 	F("--hog-cpu", hog_cpu, -1, CPU_SETSIZE - 1),
+	F("--procs", procs, 1, 64),
 #undef F
 };
 
@@ -133,6 +134,10 @@ static void parse_args(int argc, char **argv, struct bench_args *a)
 			usage("flag without a value");
 		if (!strcmp(f, "--policy")) {
 			a->policy = argv[++i];
+			continue;
+		}
+		if (!strcmp(f, "--task")) {
+			a->task = argv[++i];
 			continue;
 		}
 		for (k = 0; k < sizeof(flags) / sizeof(flags[0]); k++)
@@ -160,6 +165,8 @@ static void check_foreign(const char *wl, const struct bench_args *a)
 	    strcmp(wl, "agents"))
 		usage("--agents, --steps, --tool-ms, --llm-ms, --llm-concurrency, --tool-port, --llm-port, --tool-conns and --tools are for agents only");
 
+	if ((a->procs >= 0 || a->task) && strcmp(wl, "fleet"))
+		usage("--procs and --task are for fleet only");
 	if (a->sleep_ms >= 0 && strcmp(wl, "park"))
 		usage("--sleep-ms is for park only");
 	if (a->conns >= 0 && strcmp(wl, "echo"))
@@ -205,7 +212,9 @@ int main(int argc, char **argv)
 		.tool_conns = -1,
 		.tools = -1,
 		.hog_cpu = -2,
+		.procs = -1,
 		.policy = NULL,
+		.task = NULL,
 	};
 	const struct workload *wl = NULL;
 	myriad_rt_t *rt;

@@ -23,9 +23,23 @@
  *     recorded in the checkpoint), or accept duplicates;
  *   - the results stream may hold more than one result for a task id
  *     (with different or equal attempts): readers keep one per id;
- *   - a task is never lost while Redis keeps its writes (see the Redis
- *     persistence settings: with appendfsync everysec a Redis crash can
- *     lose the last second of submits, results and acks).
+ *   - a task is never lost while Redis keeps its writes. With the AOF on
+ *     and appendfsync always, Redis fsyncs each write before it replies:
+ *     a Redis killed or restarted mid-run loses nothing it acknowledged
+ *     (tests/fleet/persist.py). With appendfsync everysec, a crash of
+ *     Redis's machine (power, kernel) loses up to about the last second
+ *     or two of acknowledged writes (Redis's own process dying loses
+ *     none as a rule: its write(2) comes before the reply, unless a slow
+ *     disk's fsync holds it back). For
+ *     tasks that means: a submit lost with them is a task lost (submit
+ *     returned it added, it never runs, no result comes: a submitter
+ *     that must not lose tasks submits again the ids whose result does
+ *     not come, and a resubmitted id that did survive runs twice); a
+ *     lost read, claim, result, ack or delete is a re-run (the entry is
+ *     pending or undelivered again, the task runs again from the last
+ *     checkpoint that survived, and a result that survived without its
+ *     ack appears twice); a lost checkpoint makes a takeover start from
+ *     an older one. Without the AOF, a restart loses the queue.
  *
  * Errors are negative errnos. Calls that block (open, create, submit,
  * status, results, leave) must be made from a thread that is not one of

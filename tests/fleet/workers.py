@@ -120,21 +120,30 @@ def stream_ids_to_task_ids(redis, key, eids):
 
 
 def test_kill(redis, rnd):
-    """N tasks through 3 workers, one SIGKILLed mid-run."""
+    """N tasks through 3 workers, one SIGKILLed mid-run.
+
+    At-least-once promises no lost id, and a second result only from a
+    takeover: every id with more than one result has one whose attempt is
+    2 or more. Which entries get a second run is not promised: on a loaded
+    machine a live worker's lease can lapse too, so the entries the killed
+    one held are only counted, not compared with the duplicates."""
     q = "kill%d" % rnd
     n = max(200, int(3000 * SCALE))
     lease = ["--lease-ms", "1000", "--max-inflight", "32"]
     submit(redis.url, q, [{"id": "t%d" % i, "kind": "sleep", "input": "20"}
                           for i in range(n)])
     ws = [worker(redis.url, q, "w%d" % i, *lease) for i in range(3)]
-    wait_for(lambda: int(redis.cmd("XLEN", "{%s}:results" % q)[0]) >= n // 4,
-             "a quarter of the results")
 
-    def w0_holds():
-        return any(int(redis.cmd("XPENDING", "{%s:%d}" % (q, k), "myriad",
-                                 "-", "+", "1", "w0") and 1 or 0)
-                   for k in range(4))
-    wait_for(w0_holds, "the worker to kill holding entries")
+    def w0_holds():  # redis-cli prints an empty array as an empty line
+        return any(any(redis.cmd("XPENDING", "{%s:%d}" % (q, k), "myriad",
+                                 "-", "+", "1", "w0")) for k in range(4))
+
+    def done():
+        return int(redis.cmd("XLEN", "{%s}:results" % q)[0]) >= n
+    # Killed the first time it is seen holding entries; a queue that
+    # empties first is still checked for losses (said below).
+    wait_for(lambda: w0_holds() or done(), "the worker to kill holding "
+             "entries")
     ws[0].send_signal(signal.SIGKILL)
     ws[0].wait()
     # What the killed consumer held: frozen until taken over.
@@ -152,24 +161,35 @@ def test_kill(redis, rnd):
         fail("round %d: %d ids without a result, e.g. t%d" %
              (rnd, len(missing), missing[0]))
     dups = {t for t, r in res.items() if len(r) > 1}
-    if not dups <= held:
-        fail("round %d: duplicates not in flight on the killed worker: %s"
-             % (rnd, [res[t] for t in sorted(dups - held)[:3]]))
+    bad = [t for t in sorted(dups)
+           if not any(x["attempt"] >= 2 for x in res[t])]
+    if bad:
+        fail("round %d: duplicates without a takeover (no attempt >= 2): "
+             "%s" % (rnd, [res[t] for t in bad[:3]]))
     for w in ws[1:]:
         stop(w, "round %d" % rnd)
-    print("kill round %d: %d tasks, %d lost, %d duplicated (%d held)" %
-          (rnd, n, len(missing), len(dups), len(held)), flush=True)
+    print("kill round %d: %d tasks, %d lost, %d duplicated (%d held by the "
+          "killed one, %d of the duplicates among them)%s" %
+          (rnd, n, len(missing), len(dups), len(held), len(dups & held),
+           "" if held else " (killed after the queue emptied)"),
+          flush=True)
 
 
 def test_lease(redis):
-    """A task longer than the lease, on a live worker, is not stolen."""
+    """A task longer than the lease, on a live worker, is not stolen.
+
+    What it needs: worker a refreshes its lease every third of it (2 s), so
+    b takes the entry over only if a's refreshes stop reaching Redis for
+    more than 4 s (a lease of 6 s less one refresh interval) while the
+    10 s task runs: a process stalled that long is what the lease is for
+    telling from a dead one, not a loaded machine's scheduling."""
     q = "lease"
-    submit(redis.url, q, [{"id": "long", "kind": "sleep", "input": "4000"}],
+    submit(redis.url, q, [{"id": "long", "kind": "sleep", "input": "10000"}],
            shards=1)
-    a = worker(redis.url, q, "a", "--lease-ms", "1500")
+    a = worker(redis.url, q, "a", "--lease-ms", "6000")
     wait_for(lambda: redis.cmd("XPENDING", "{lease:0}", "myriad")[0] == "1",
              "the long task to be taken")
-    b = worker(redis.url, q, "b", "--lease-ms", "1500")
+    b = worker(redis.url, q, "b", "--lease-ms", "6000")
     wait_for(lambda: "long" in results(redis.url, q), "the long result")
     r = results(redis.url, q).get("long", [])
     if len(r) != 1 or r[0]["attempt"] != 1 or r[0]["consumer"] != "a":
@@ -180,11 +200,15 @@ def test_lease(redis):
 
 
 def test_checkpoint(redis):
-    """A task taken over resumes from its last checkpoint."""
+    """A task taken over resumes from its last checkpoint.
+
+    What it needs: a is killed after its second checkpoint of twenty (the
+    remaining 18 steps of 200 ms give the kill 3.6 s), and a's own lease of
+    3 s refreshed every second does not lapse while a runs."""
     q = "ckpt"
     submit(redis.url, q, [{"id": "agent", "kind": "steps",
-                           "input": "8:150"}], shards=1)
-    a = worker(redis.url, q, "a", "--lease-ms", "600")
+                           "input": "20:200"}], shards=1)
+    a = worker(redis.url, q, "a", "--lease-ms", "3000")
 
     def two_steps():
         v = redis.cmd("HGET", "{ckpt:0}:ckpt", "agent")
@@ -192,14 +216,20 @@ def test_checkpoint(redis):
     wait_for(two_steps, "two checkpoints")
     a.send_signal(signal.SIGKILL)
     a.wait()
+    # A checkpoint the killed worker sent last may still sit in Redis's
+    # socket buffer: the takeover starts from this one or a later one.
     saved = int(redis.cmd("HGET", "{ckpt:0}:ckpt", "agent")[0])
-    b = worker(redis.url, q, "b", "--lease-ms", "600")
+    b = worker(redis.url, q, "b", "--lease-ms", "3000")
     wait_for(lambda: "agent" in results(redis.url, q), "the agent's result")
     r = results(redis.url, q).get("agent", [])
-    if len(r) != 1 or r[0]["output"] != "start=%d steps=8" % saved or \
+    start = -1
+    if len(r) == 1 and r[0]["output"].startswith("start="):
+        start = int(r[0]["output"].split()[0][6:])
+    if len(r) != 1 or not saved <= start < 20 or \
+            r[0]["output"] != "start=%d steps=20" % start or \
             r[0]["attempt"] != 2:
-        fail("checkpoint: expected one result from step %d, attempt 2: %s"
-             % (saved, r))
+        fail("checkpoint: expected one result from step %d or later, "
+             "attempt 2: %s" % (saved, r))
     if redis.cmd("HEXISTS", "{ckpt:0}:ckpt", "agent") != ["0"]:
         fail("checkpoint: not deleted with the result")
     b.send_signal(signal.SIGTERM)
@@ -250,9 +280,12 @@ def test_drain(redis):
         fail("drain: %d entries still pending after the drain" % pend)
     got = len(results(redis.url, q))
     left = sum(int(redis.cmd("XLEN", "{drain:%d}" % k)[0]) for k in range(2))
-    if got + left != n or got == 0 or got == n:
+    # Entries were pending when SIGTERM came: those finish (got > 0). How
+    # many more ran before the signal is the machine's business.
+    if got + left != n or got == 0:
         fail("drain: %d results + %d waiting != %d (or nothing drained)" %
              (got, left, n))
+    print("drain: %d finished, %d left waiting" % (got, left), flush=True)
 
 
 def test_errors(redis, d):

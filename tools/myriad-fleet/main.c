@@ -106,6 +106,18 @@ static int fib_step(myriad_task_t *self, void *state)
 	return MYRIAD_DONE;
 }
 
+/* empty: nothing to do, an empty result (the benchmark's task). */
+static int empty_init(void *s, const void *in, size_t len, const void *ck,
+		      size_t cklen)
+{
+	return 0;
+}
+
+static int empty_step(myriad_task_t *self, void *state)
+{
+	return MYRIAD_DONE;
+}
+
 /* sleep: input "MS"; steps: input "N:MS", N sleeps of MS, checkpointed. */
 struct steps_st {
 	myriad_timer_t tm;
@@ -186,6 +198,7 @@ static int register_kinds(myriad_fleet_t *f)
 	struct myriad_fleet_kind k[] = {
 		{ sizeof(k[0]), "fib", sizeof(struct fib_st), fib_init,
 		  fib_step, NULL },
+		{ sizeof(k[0]), "empty", 0, empty_init, empty_step, NULL },
 		{ sizeof(k[0]), "sleep", sizeof(struct steps_st), sleep_init,
 		  steps_step, NULL },
 		{ sizeof(k[0]), "steps", sizeof(struct steps_st), steps_init,
