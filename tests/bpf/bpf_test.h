@@ -221,6 +221,67 @@ static inline void t_print(const char *label, const struct worker_signals *w)
 	       w->migrations, w->cpu, w->on_cpu ? " (on cpu)" : "");
 }
 
+/*
+ * Snapshots of thread 'slot' until it was switched in after 'since' (its
+ * timeslices moved; 'out' may be 'since'), then one more: every wait of it
+ * that was under way at 'since' has ended and is counted, and what its
+ * switch-in stored (its CPU) is read whole. However long a loaded machine
+ * keeps it off a CPU; false after 10 s (times T_SLOW).
+ */
+static inline bool t_ran_since(struct signals *s, unsigned slot,
+			       const struct worker_signals *since,
+			       struct worker_signals *out)
+{
+	double end = t_now() + 10.0 * T_SLOW;
+	uint64_t before = since->switch_in;
+
+	do {
+		t_snap(s, slot, out);
+		if (out->switch_in > before) {
+			t_snap(s, slot, out);
+			return true;
+		}
+		t_sleep_ms(1);
+	} while (t_now() < end);
+	return false;
+}
+
+/*
+ * Two spinners pinned to one CPU, the waiter 'w' in slot 0 and the runner
+ * 'h' in slot 1, read at a (wa before ha) and b (wb before hb): while one
+ * runs the other waits, so each one's run-queue delay covers the other's
+ * time on CPU. Counted from the waiter's read before the runner's (its
+ * waits end later, so they count) to a read of the waiter after it ran
+ * again following the runner's last read (every wait that holds counted
+ * CPU time has ended). Exact with either source, whatever else the machine
+ * runs: with /proc, CPU time (the task clock) never exceeds the delay (the
+ * run queue's clock) of the wait it lies in.
+ */
+static inline void t_check_cover(const char *src, struct signals *s,
+				 const struct worker_signals *wa,
+				 const struct worker_signals *ha,
+				 const struct worker_signals *wb,
+				 const struct worker_signals *hb)
+{
+	struct worker_signals w2, h2;
+
+	REQUIRE(t_ran_since(s, 0, wb, &w2) && t_ran_since(s, 1, hb, &h2),
+		"%s: a spinner never ran again", src);
+	CHECK(hb->oncpu_ns > ha->oncpu_ns && wb->oncpu_ns > wa->oncpu_ns,
+	      "%s: on CPU: hog %" PRIu64 " ns, worker %" PRIu64 " ns", src,
+	      hb->oncpu_ns - ha->oncpu_ns, wb->oncpu_ns - wa->oncpu_ns);
+	CHECK(hb->oncpu_ns - ha->oncpu_ns <= w2.rq_delay_ns - wa->rq_delay_ns,
+	      "%s: the hog ran %" PRIu64 " ns, the worker beside it waited "
+	      "%" PRIu64 " ns",
+	      src, hb->oncpu_ns - ha->oncpu_ns,
+	      w2.rq_delay_ns - wa->rq_delay_ns);
+	CHECK(wb->oncpu_ns - wa->oncpu_ns <= h2.rq_delay_ns - ha->rq_delay_ns,
+	      "%s: the worker ran %" PRIu64 " ns, the hog beside it waited "
+	      "%" PRIu64 " ns",
+	      src, wb->oncpu_ns - wa->oncpu_ns,
+	      h2.rq_delay_ns - ha->rq_delay_ns);
+}
+
 /* Argument "--source bpf|proc" (default bpf), others fail. */
 static inline const char *t_parse_source(int argc, char **argv)
 {

@@ -28,7 +28,7 @@ int main(int argc, char **argv)
 
 	t_name = "bpf/migrate";
 	source = t_parse_source(argc, argv);
-	t_watchdog(10);
+	t_watchdog(25);
 	n = t_cpus(&cpu[0], &cpu[1]);
 	if (n < 2)
 		t_skip("needs two usable CPUs to move a thread between");
@@ -39,10 +39,13 @@ int main(int argc, char **argv)
 	s = t_open_source(source, &tid, 1, 0);
 	atomic_store(&w.go, 1);
 
-	/* Pinned to one CPU: no migration. */
+	/*
+	 * Pinned to one CPU (before it was registered): no migration. Its
+	 * CPU is known once it ran since the registration.
+	 */
 	t_phase("pinned");
-	t_sleep_ms(20);
 	t_snap(s, 0, &a);
+	REQUIRE(t_ran_since(s, 0, &a, &a), "the thread never ran");
 	t_sleep_ms(200);
 	t_snap(s, 0, &b);
 	t_delta(&d, &a, &b);
@@ -50,20 +53,29 @@ int main(int argc, char **argv)
 	CHECK_EQ(d.migrations, 0);
 	CHECK_EQ(d.cpu, cpu[0]);
 
-	/* Moved MOVES times: at least one migration each. */
+	/*
+	 * Moved MOVES times, each time to the other CPU: once it ran after a
+	 * pin it is on the new CPU, and got there by a migration; pinned in
+	 * between, it has no other way to move.
+	 */
 	t_phase("moves");
 	a = b;
 	for (i = 1; i <= MOVES; i++) {
+		struct worker_signals p;
 		int to = cpu[i & 1];
 
 		CHECK_EQ(t_pin(tid, to), 0);
-		t_sleep_ms(20);
-		t_snap(s, 0, &b);
+		t_snap(s, 0, &p);
+		if (!t_ran_since(s, 0, &p, &b)) {
+			t_failf(__FILE__, __LINE__,
+				"move %d: the thread did not run again", i);
+			break;
+		}
 		if (b.cpu == to)
 			ok_cpu++;
 		else
-			printf("move %d: on CPU %d, pinned to %d\n", i, b.cpu,
-			       to);
+			printf("move %d: ran on CPU %d, pinned to %d\n", i,
+			       b.cpu, to);
 	}
 	t_delta(&d, &a, &b);
 	t_print("moved 10 times", &d);
@@ -73,8 +85,8 @@ int main(int argc, char **argv)
 
 	/* Unpinned and running: whatever it does, the count never drops. */
 	CHECK_EQ(t_unpin(tid), 0);
-	t_sleep_ms(20);
 	t_snap(s, 0, &a);
+	t_ran_since(s, 0, &a, &a);
 	CHECK(a.migrations >= b.migrations, "%" PRIu64 " < %" PRIu64,
 	      a.migrations, b.migrations);
 

