@@ -70,6 +70,13 @@ stop() {
 	kill -"$sig" "$PID"
 	wait "$PID"
 	rc=$?
+	# Reaped: its pid may be another process's soon; cleanup() must not
+	# signal it.
+	local p keep=()
+	for p in "${pids[@]}"; do
+		[ "$p" = "$PID" ] || keep+=("$p")
+	done
+	pids=("${keep[@]}")
 	[ "$rc" -eq 0 ] || fail "server exited $rc on SIG$sig, expected 0"
 	if [ -s "$ERR" ]; then
 		fail "server wrote on stderr:"
