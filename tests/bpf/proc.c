@@ -182,9 +182,17 @@ static void check_blocking(struct signals *s)
 }
 
 /* A counter of the kernel's events: /proc's delta within eBPF's reads. */
-#define CHECK_WITHIN(f, d, b0a, b1a, b0b, b1b)                                \
-	CHECK((d)->f >= (b0b)->f - (b1a)->f && (d)->f <= (b1b)->f - (b0a)->f, \
-	      #f ": proc %" PRIu64 ", bpf between %" PRIu64 " and %" PRIu64,  \
+/*
+ * One either way: /proc's schedstat counts a timeslice when it begins
+ * (sched_info_arrive), the probes when the switch is traced; a slice that
+ * begins while a read is under way can be in one count and not yet in the
+ * other (seen in CI: proc 268, bpf 267..267).
+ */
+#define CHECK_WITHIN(f, d, b0a, b1a, b0b, b1b)                              \
+	CHECK((d)->f + 1 >= (b0b)->f - (b1a)->f &&                          \
+		      (d)->f <= (b1b)->f - (b0a)->f + 1,                    \
+	      #f ": proc %" PRIu64 ", bpf between %" PRIu64 " and %" PRIu64 \
+		 " (one either way)",                                       \
 	      (d)->f, (b0b)->f - (b1a)->f, (b1b)->f - (b0a)->f)
 
 /*
