@@ -264,7 +264,8 @@ static void check_hog(struct signals *s, struct signals *bpf)
 		 * and by the probes' clock a few microseconds apart.
 		 */
 		slack = 1000000 +
-			50000 * (bb[1].rq_delay_count - ba[0].rq_delay_count);
+			50000 * (bb[1].rq_delay_count - ba[0].rq_delay_count) +
+			(bb[1].rq_delay_ns - ba[0].rq_delay_ns) / 10;
 		CHECK(d.rq_delay_ns + slack >=
 				      bb[0].rq_delay_ns - ba[1].rq_delay_ns &&
 			      d.rq_delay_ns <= bb[1].rq_delay_ns -
