@@ -236,6 +236,17 @@ static int until_b_done(void *arg)
  * queued before the first is admitted: up to b's last admission, a got
  * 'got' admissions against b's 100.
  */
+/* Every one of b's 100 calls has ended at the client (its answer read). */
+static int until_b_ended(void *arg)
+{
+	struct spec *b = arg;
+
+	return atomic_load(&b->ok) + atomic_load(&b->shut) +
+		       atomic_load(&b->budget) + atomic_load(&b->http) +
+		       atomic_load(&b->other) >=
+	       100;
+}
+
 static long shares(int64_t na, unsigned wb, const char *what)
 {
 	const int64_t nb = 100;
@@ -271,6 +282,9 @@ static long shares(int64_t na, unsigned wb, const char *what)
 	got = count(&g, 'A', 1, last + 1);
 	printf("%s: %s: up to b's last admission (%ld), a %ld, b %" PRId64 "\n",
 	       t_name, what, last, got, nb);
+	/* The server answered b's last call; the client may not have read
+	 * it yet: a pool destroyed now would end it with -ESHUTDOWN. */
+	REQUIRE(t_wait_until(until_b_ended, &b, 120), "b's calls not ended");
 	pool_done(p);
 	jobs_join(hx, "blocker");
 	jobs_join(hb, "b");
